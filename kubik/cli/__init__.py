@@ -1,0 +1,1 @@
+"""The `kubik` command: one subcommand per role (see main.py)."""
