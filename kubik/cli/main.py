@@ -18,6 +18,7 @@ import sys
 
 import kubik
 from kubik import component
+from kubik.apiserver.server import APIServer
 from kubik.store import errors as store_errors
 from kubik.store.service import StoreService
 
@@ -28,7 +29,6 @@ DEFAULT_DATA_DIR = "/var/lib/kubik"
 # Roles whose components do not exist yet, and the issue that builds them.
 _NOT_BUILT = {
     "agent": "the kubelet (issue 6)",
-    "apiserver": "the API server (issue 3)",
     "scheduler": "the scheduler (issue 5)",
     "controller-manager": "the controller manager (issue 4)",
     "kubelet": "the kubelet (issue 6)",
@@ -57,19 +57,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="empty: SQLite at <data-dir>/db/state.db; etcd://host:port[,host:port]: etcd",
     )
 
+    api_flags = argparse.ArgumentParser(add_help=False)
+    api_flags.add_argument("--https-listen-port", type=int, default=6443)
+    api_flags.add_argument(
+        "--bind-address",
+        default="0.0.0.0",
+        help="the address the API listens on (default %(default)s)",
+    )
+    api_flags.add_argument(
+        "--tls-san", action="append", default=[], help="an extra name or IP to serve TLS for"
+    )
+
     server = roles.add_parser(
-        "server", parents=[shared, store_flags], help="the control plane (and a node agent)"
+        "server",
+        parents=[shared, store_flags, api_flags],
+        help="the control plane (and a node agent)",
     )
     server.add_argument(
         "--disable-agent", action="store_true", help="run no node agent on this machine"
     )
-    server.add_argument("--https-listen-port", type=int, default=6443)
 
     agent = roles.add_parser("agent", parents=[shared], help="a worker node joining a server")
     agent.add_argument("--server", required=True, help="the API server URL")
     agent.add_argument("--token", required=True, help="the server's node token")
 
-    roles.add_parser("apiserver", parents=[shared, store_flags], help="the API server alone")
+    roles.add_parser(
+        "apiserver", parents=[shared, store_flags, api_flags], help="the API server alone"
+    )
     for role in ("scheduler", "controller-manager", "kubelet", "proxy"):
         sub = roles.add_parser(role, parents=[shared], help=f"the {role} alone")
         sub.add_argument("--kubeconfig", help="credentials for the API server")
@@ -99,14 +113,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    components: list[component.Component] = [
-        StoreService(datastore_endpoint=args.datastore_endpoint, data_dir=args.data_dir)
-    ]
-    log.info(
-        "kubik server: running the store only; the API server, scheduler, controllers "
-        "and node agent are not built yet"
+    store = StoreService(datastore_endpoint=args.datastore_endpoint, data_dir=args.data_dir)
+    api = APIServer(
+        store=lambda: store.store,
+        data_dir=args.data_dir,
+        port=args.https_listen_port,
+        bind_address=args.bind_address,
+        tls_sans=tuple(args.tls_san),
     )
-    await component.run(components)
+    if args.role == "server":
+        log.info(
+            "kubik server: store and API server; the scheduler, controllers and node agent "
+            "are not built yet"
+        )
+    await component.run([store, api])
 
 
 if __name__ == "__main__":

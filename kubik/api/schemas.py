@@ -1,0 +1,93 @@
+"""Upstream's schemas of the built-in kinds, from the `kubernetes-validate` package.
+
+That package ships the OpenAPI definitions of each Kubernetes release as
+JSON Schema (with the `x-kubernetes-*` extensions: patch merge keys and
+strategies, list types and map keys, group-version-kind), which is what
+strategic merge patch, server-side apply, unknown-field checks and the
+served OpenAPI documents need. Definitions are loaded once, lazily.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+from typing import Any
+
+import orjson
+
+SCHEMA_VERSION = "v1.32.0-local"  # the release kubik's API answers as (see app.py)
+_REF_PREFIX = "#/$defs/"
+
+Schema = dict[str, Any]
+
+
+@functools.cache
+def definitions() -> dict[str, Schema]:
+    """Every definition by name (e.g. io.k8s.api.core.v1.Pod)."""
+    root = importlib.resources.files("kubernetes_validate") / "kubernetes-json-schema"
+    data = orjson.loads((root / SCHEMA_VERSION / "_definitions.json").read_bytes())
+    return data["$defs"]
+
+
+def ref_name(schema: Schema) -> str:
+    """The definition a `$ref` schema points at ("" when it is not a reference)."""
+    ref = schema.get("$ref", "")
+    return ref[len(_REF_PREFIX) :] if ref.startswith(_REF_PREFIX) else ""
+
+
+def resolve(schema: Schema | None) -> Schema:
+    """Follow `$ref`s to the schema they name (an empty schema for None)."""
+    while schema:
+        name = ref_name(schema)
+        if not name:
+            return schema
+        schema = definitions().get(name)
+    return {}
+
+
+def named(name: str) -> Schema:
+    return definitions().get(name, {})
+
+
+def field(schema: Schema | None, key: str) -> Schema:
+    """The schema of property `key` of an object schema (resolved), or {} if unknown."""
+    schema = resolve(schema)
+    properties = schema.get("properties")
+    if properties and key in properties:
+        return resolve(properties[key])
+    additional = schema.get("additionalProperties")
+    if isinstance(additional, dict):
+        return resolve(additional)
+    return {}
+
+
+def items(schema: Schema | None) -> Schema:
+    """The schema of the items of an array schema (resolved)."""
+    return resolve(resolve(schema).get("items"))
+
+
+def types(schema: Schema | None) -> set[str]:
+    """The JSON types a schema allows ("null" left out)."""
+    kind = resolve(schema).get("type")
+    if isinstance(kind, str):
+        return {kind} - {"null"}
+    return set(kind or ()) - {"null"}
+
+
+def property_schema(schema: Schema, key: str) -> Schema:
+    """The unresolved property schema (where list extensions live beside a `$ref`)."""
+    return (resolve(schema).get("properties") or {}).get(key, {})
+
+
+def gvk_names() -> dict[tuple[str, str, str], str]:
+    """(group, version, kind) → definition name, for every kind with a GVK extension."""
+    return _gvk_index()
+
+
+@functools.cache
+def _gvk_index() -> dict[tuple[str, str, str], str]:
+    index = {}
+    for name, schema in definitions().items():
+        for gvk in schema.get("x-kubernetes-group-version-kind") or []:
+            index[(gvk.get("group", ""), gvk.get("version", ""), gvk.get("kind", ""))] = name
+    return index

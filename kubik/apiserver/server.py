@@ -1,0 +1,150 @@
+"""The API server component: TLS, credentials, watch caches, bootstrap objects, HTTP.
+
+On start it makes (or reuses) the cluster CA, the serving certificate and
+`<data-dir>/admin.kubeconfig`; opens one watch cache per storage prefix;
+creates the namespaces and the `default/kubernetes` service a cluster has
+from the beginning; then listens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+
+from kubik import component
+from kubik.api import builtin, errors, strategy
+from kubik.api.registry import Registry, Resource
+from kubik.apiserver import auth, tls
+from kubik.apiserver.app import App
+from kubik.apiserver.http import HTTPServer
+from kubik.apiserver.rest import RestHandler
+from kubik.apiserver.storage import ResourceStore
+from kubik.store.interface import Store
+from kubik.store.watchcache import WatchCache
+
+log = logging.getLogger(__name__)
+
+BOOTSTRAP_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+class APIServer(component.Component):
+    name = "apiserver"
+
+    def __init__(
+        self,
+        *,
+        store: Callable[[], Store],
+        data_dir: str,
+        port: int = 6443,
+        bind_address: str = "0.0.0.0",
+        advertise_address: str = "127.0.0.1",
+        tls_sans: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__()
+        self._get_store = store
+        self._data_dir = data_dir
+        self._port = port
+        self._bind_address = bind_address
+        self._advertise_address = advertise_address
+        self._tls_sans = tls_sans
+        self._caches: dict[str, WatchCache] = {}
+        self._http: HTTPServer | None = None
+        self.registry: Registry = builtin.builtin_registry()
+        self.port = 0
+        self.kubeconfig = os.path.join(data_dir, "admin.kubeconfig")
+
+    async def start(self) -> None:
+        store = self._get_store()
+        tls_dir = os.path.join(self._data_dir, "tls")
+        ca, cert_path, key_path = await asyncio.to_thread(self._certificates, tls_dir)
+        stores = {}
+        for resource in self.registry.all():
+            stores[resource] = ResourceStore(store, resource, await self._cache(store, resource))
+        namespaces = stores[self.registry.get("", "v1", "namespaces")]
+        rest = RestHandler(stores, namespaces)
+        await _bootstrap(stores, self.registry)
+        app = App(
+            registry=self.registry,
+            rest=rest,
+            authenticator=auth.Authenticator(auth.TokenFile(os.path.join(tls_dir, "tokens.csv"))),
+            authorizer=auth.Authorizer(),
+            server_address=f"{self._advertise_address}:{self._port}",
+            ready=self.ready,
+        )
+        self._http = HTTPServer(
+            app, ssl_context=tls.server_context(cert_path, key_path, ca.paths.ca_crt)
+        )
+        self.port = await self._http.listen(self._bind_address, self._port)
+        server_url = f"https://127.0.0.1:{self.port}"
+        await asyncio.to_thread(self._write_kubeconfig, ca, server_url)
+        log.info("serving the Kubernetes API on https://%s:%d", self._bind_address, self.port)
+        log.info("kubectl: export KUBECONFIG=%s", self.kubeconfig)
+        self.ready.set()
+
+    def _certificates(self, tls_dir: str) -> tuple[tls.ClusterCA, str, str]:
+        ca = tls.ClusterCA(tls_dir)
+        cert_path, key_path = tls.ensure_serving_cert(ca, self._tls_sans)
+        return ca, cert_path, key_path
+
+    def _write_kubeconfig(self, ca: tls.ClusterCA, server_url: str) -> None:
+        cert, key = tls.ensure_client_cert(
+            ca, "admin", common_name="system:admin", organizations=("system:masters",)
+        )
+        tls.write_kubeconfig(
+            self.kubeconfig, server=server_url, ca_pem=ca.cert_pem, cert_path=cert, key_path=key
+        )
+
+    async def _cache(self, store: Store, resource: Resource) -> WatchCache:
+        prefix = resource.store_prefix()
+        cache = self._caches.get(prefix)
+        if cache is None:
+            cache = WatchCache(store, prefix)
+            await cache.start()
+            self._caches[prefix] = cache
+        return cache
+
+    async def stop(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+        for cache in self._caches.values():
+            await cache.stop()
+
+
+async def _bootstrap(stores: dict[Resource, ResourceStore], registry: Registry) -> None:
+    """The namespaces and the `kubernetes` service every cluster starts with."""
+    namespaces = registry.get("", "v1", "namespaces")
+    for name in BOOTSTRAP_NAMESPACES:
+        obj = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name},
+            "spec": {"finalizers": ["kubernetes"]},
+        }
+        await _ensure(stores[namespaces], namespaces, obj)
+    services = registry.get("", "v1", "services")
+    kubernetes = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "kubernetes",
+            "namespace": "default",
+            "labels": {"component": "apiserver", "provider": "kubernetes"},
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
+        },
+    }
+    await _ensure(stores[services], services, kubernetes)
+
+
+async def _ensure(store: ResourceStore, resource: Resource, obj: dict) -> None:
+    strategy.prepare_create(resource, obj)
+    try:
+        await store.create(obj)
+        log.info("created %s %s", resource.kind, obj["metadata"]["name"])
+    except errors.APIError as exc:
+        if exc.code != 409:
+            raise
