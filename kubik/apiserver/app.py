@@ -20,6 +20,7 @@ from kubik.api.registry import Registry
 from kubik.apiserver import auth, discovery
 from kubik.apiserver.http import Request, Response, StreamResponse, Upgrade
 from kubik.apiserver.rest import RestHandler, Target, respond
+from kubik.apiserver.subresources import Subresources
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class App:
     ) -> None:
         self.registry = registry
         self.rest = rest
+        self.subresources = Subresources(rest)
         self.authenticator = authenticator
         self.authorizer = authorizer
         self.server_address = server_address
@@ -191,10 +193,8 @@ class App:
             )
         if verb not in resource.verbs and not target.subresource:
             raise errors.method_not_supported(resource.plural, resource.group, verb)
-        if target.subresource and target.subresource not in ("status",):
-            raise errors.method_not_supported(
-                f"{resource.plural}/{target.subresource}", resource.group, verb
-            )
+        if (target.subresource and target.subresource != "status") or resource.verbs == ("create",):
+            return await self.subresources.handle(target, verb, request)
         handler = {
             "get": self.rest.get,
             "list": self.rest.list,

@@ -57,6 +57,12 @@ class RestHandler:
     def store_for(self, resource: Resource) -> ResourceStore:
         return self._stores[resource]
 
+    def registry_resource(self, group: str, version: str, plural: str) -> Resource:
+        for resource in self._stores:
+            if (resource.group, resource.version, resource.plural) == (group, version, plural):
+                return resource
+        raise errors.not_found(plural, group, "")
+
     # --------------------------------------------------------------- helpers
 
     def _rendering(self, request: Request) -> codec.Rendering:
@@ -375,11 +381,11 @@ class RestHandler:
                     "version and try again",
                 )
             new = copy.deepcopy(body)
-            return self._next_version(target, new, current, manager, "Update", status_only)
+            return self.next_version(target, new, current, manager, "Update", status_only)
 
         return await self._write_update(target, change, request)
 
-    def _next_version(
+    def next_version(
         self,
         target: Target,
         new: Object,
@@ -467,7 +473,7 @@ class RestHandler:
                     "the object has been modified; please apply your changes to the latest "
                     "version and try again",
                 )
-            return self._next_version(target, patched, original, manager, "Update", status_only)
+            return self.next_version(target, patched, original, manager, "Update", status_only)
 
         return await self._write_update(target, change, request)
 
@@ -519,10 +525,12 @@ class RestHandler:
 
     async def delete(self, target: Target, request: Request) -> Response:
         options = _delete_options(request)
-        obj = await self._delete_one(target, target.name, options, _dry_run(request))
+        obj = await self.delete_object(target, target.name, options, _dry_run(request))
         return self._render_one(target, obj, request)
 
-    async def _delete_one(self, target: Target, name: str, options: dict, dry_run: bool) -> Object:
+    async def delete_object(
+        self, target: Target, name: str, options: dict, dry_run: bool
+    ) -> Object:
         resource = target.resource
         store = self.store_for(resource)
         preconditions = options.get("preconditions") or {}
@@ -611,7 +619,7 @@ class RestHandler:
             if matches(obj):
                 try:
                     deleted.append(
-                        await self._delete_one(
+                        await self.delete_object(
                             target, meta.name_of(obj), options, _dry_run(request)
                         )
                     )

@@ -18,6 +18,7 @@ from kubik.api import builtin, errors, strategy
 from kubik.api.registry import Registry, Resource
 from kubik.apiserver import auth, tls
 from kubik.apiserver.app import App
+from kubik.apiserver.crds import CustomResourceManager
 from kubik.apiserver.http import HTTPServer
 from kubik.apiserver.rest import RestHandler
 from kubik.apiserver.storage import ResourceStore
@@ -51,6 +52,7 @@ class APIServer(component.Component):
         self._tls_sans = tls_sans
         self._caches: dict[str, WatchCache] = {}
         self._http: HTTPServer | None = None
+        self._custom: CustomResourceManager | None = None
         self.registry: Registry = builtin.builtin_registry()
         self.port = 0
         self.kubeconfig = os.path.join(data_dir, "admin.kubeconfig")
@@ -65,6 +67,15 @@ class APIServer(component.Component):
         namespaces = stores[self.registry.get("", "v1", "namespaces")]
         rest = RestHandler(stores, namespaces)
         await _bootstrap(stores, self.registry)
+        crds = self.registry.get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        self._custom = CustomResourceManager(
+            store=store,
+            registry=self.registry,
+            stores=stores,
+            crds=stores[crds],
+            open_cache=lambda resource: self._cache(store, resource),
+        )
+        await self._custom.start()
         app = App(
             registry=self.registry,
             rest=rest,
@@ -108,6 +119,8 @@ class APIServer(component.Component):
     async def stop(self) -> None:
         if self._http is not None:
             await self._http.close()
+        if self._custom is not None:
+            await self._custom.stop()
         for cache in self._caches.values():
             await cache.stop()
 
