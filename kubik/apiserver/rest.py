@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import copy
 import datetime
 from collections.abc import AsyncIterator
@@ -21,9 +22,13 @@ import orjson
 
 from kubik.api import errors, fieldmanager, meta, patch, selectors, strategy, tables
 from kubik.api.registry import Resource
-from kubik.apiserver import codec
+from kubik.apiserver import codec, services
 from kubik.apiserver.http import Request, Response, StreamResponse
 from kubik.apiserver.storage import Object, ResourceStore
+
+# Node ports allocated ahead of a Service update, and those it gave up (per request).
+_spare_ports: contextvars.ContextVar[list[int]] = contextvars.ContextVar("spare_ports")
+_unneeded_ports: contextvars.ContextVar[list[int]] = contextvars.ContextVar("unneeded_ports")
 
 _TABLE_KINDS = ("Table", "PartialObjectMetadata", "PartialObjectMetadataList")
 _DEFAULT_WATCH_SECONDS = 1800
@@ -50,9 +55,15 @@ def respond(obj: Any, request: Request, status: int = 200, *, warnings=()) -> Re
 class RestHandler:
     """Serves one request against a resource; the registry of stores is shared."""
 
-    def __init__(self, stores: dict[Resource, ResourceStore], namespaces: ResourceStore):
+    def __init__(
+        self,
+        stores: dict[Resource, ResourceStore],
+        namespaces: ResourceStore,
+        services: services.ServiceAllocator,
+    ):
         self._stores = stores
         self._namespaces = namespaces
+        self._services = services
 
     def store_for(self, resource: Resource) -> ResourceStore:
         return self._stores[resource]
@@ -165,8 +176,23 @@ class RestHandler:
         fieldmanager.record(obj, None, manager=_manager(request), operation="Update")
         if _dry_run(request):
             return self._render_created(target, obj, request)
-        created = await self.store_for(resource).create(obj)
-        return self._render_created(target, created, request)
+        return self._render_created(target, await self._store_new(resource, obj), request)
+
+    async def _store_new(self, resource: Resource, obj: Object) -> Object:
+        """Store a new object, with its Service addresses when it is a Service."""
+        if not _is_service(resource):
+            return await self.store_for(resource).create(obj)
+        await self._services.allocate(obj)
+        try:
+            return await self.store_for(resource).create(obj)
+        except BaseException:
+            await self._services.release(obj)
+            raise
+
+    async def _removed(self, resource: Resource, obj: Object) -> None:
+        """An object left the store: give back what it held."""
+        if _is_service(resource):
+            await self._services.release(obj)
 
     def _render_created(self, target: Target, obj: Object, request: Request) -> Response:
         response = self._render_one(target, obj, request)
@@ -399,6 +425,8 @@ class RestHandler:
             new = strategy.prepare_status_update(new, current)
         else:
             strategy.prepare_update(resource, new, current)
+            if _is_service(resource):
+                _unneeded_ports.set(services.carry_over(new, current, _spare_ports.get()))
         self._invalid_if(resource, new, strategy.validate_update(resource, new, current))
         fieldmanager.record(new, current, manager=manager, operation=operation)
         new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
@@ -412,15 +440,42 @@ class RestHandler:
             current = await store.get(target.namespace, target.name)
             new = change(copy.deepcopy(current))
             return self._render_one(target, new or current, request)
-        old, new = await store.update(target.namespace, target.name, change)
+        old, new = await self._update_with_ports(target, change)
         if _finished_deleting(new):
             await self._finish_delete(target, new)
         return self._render_one(target, new, request)
 
+    async def _update_with_ports(self, target: Target, change) -> tuple[Object, Object]:
+        """store.update, allocating node ports first when a Service update turns out to need
+        them (the change function runs inside the compare-and-swap loop and cannot wait)."""
+        store = self.store_for(target.resource)
+        spare: list[int] = []
+        _spare_ports.set(spare)
+        _unneeded_ports.set([])
+        try:
+            while True:
+                try:
+                    old, new = await store.update(target.namespace, target.name, change)
+                    break
+                except services.NeedNodePorts as need:
+                    spare += await self._services.allocate_ports(
+                        {"metadata": {"namespace": target.namespace, "name": target.name}},
+                        need.count,
+                    )
+        except BaseException:
+            await self._services.release_ports(spare)
+            raise
+        if _is_service(target.resource) and old is not new:
+            used = {p.get("nodePort") for p in (new.get("spec") or {}).get("ports") or []}
+            await self._services.release_ports(
+                [p for p in spare if p not in used] + _unneeded_ports.get()
+            )
+        return old, new
+
     async def _finish_delete(self, target: Target, obj: Object) -> None:
         """The last finalizer went away from an object being deleted: remove it now."""
         try:
-            await self.store_for(target.resource).delete(
+            removed = await self.store_for(target.resource).delete(
                 target.namespace,
                 meta.name_of(obj),
                 expected_revision=int(obj["metadata"]["resourceVersion"]),
@@ -428,6 +483,8 @@ class RestHandler:
         except errors.APIError as exc:
             if exc.code not in (404, 409):
                 raise
+        else:
+            await self._removed(target.resource, removed)
 
     # ------------------------------------------------------------------ patch
 
@@ -601,9 +658,11 @@ class RestHandler:
             return await store.get(target.namespace, name)
         old, new = await store.update(target.namespace, name, change)
         if finished:
-            return await store.delete(
+            removed = await store.delete(
                 target.namespace, name, expected_revision=int(old["metadata"]["resourceVersion"])
             )
+            await self._removed(resource, removed)
+            return removed
         return new
 
     async def delete_collection(self, target: Target, request: Request) -> Response:
@@ -630,6 +689,10 @@ class RestHandler:
 
 
 # ------------------------------------------------------------------- helpers
+
+
+def _is_service(resource: Resource) -> bool:
+    return resource.kind == "Service" and not resource.group
 
 
 def _matcher(labels, fields):

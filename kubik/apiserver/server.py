@@ -21,6 +21,7 @@ from kubik.apiserver.app import App
 from kubik.apiserver.crds import CustomResourceManager
 from kubik.apiserver.http import HTTPServer
 from kubik.apiserver.rest import RestHandler
+from kubik.apiserver.services import ServiceAllocator
 from kubik.apiserver.storage import ResourceStore
 from kubik.store.interface import Store
 from kubik.store.watchcache import WatchCache
@@ -65,8 +66,9 @@ class APIServer(component.Component):
         for resource in self.registry.all():
             stores[resource] = ResourceStore(store, resource, await self._cache(store, resource))
         namespaces = stores[self.registry.get("", "v1", "namespaces")]
-        rest = RestHandler(stores, namespaces)
-        await _bootstrap(stores, self.registry)
+        allocator = ServiceAllocator(store)
+        rest = RestHandler(stores, namespaces, allocator)
+        await _bootstrap(stores, self.registry, allocator)
         crds = self.registry.get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
         self._custom = CustomResourceManager(
             store=store,
@@ -125,7 +127,9 @@ class APIServer(component.Component):
             await cache.stop()
 
 
-async def _bootstrap(stores: dict[Resource, ResourceStore], registry: Registry) -> None:
+async def _bootstrap(
+    stores: dict[Resource, ResourceStore], registry: Registry, allocator: ServiceAllocator
+) -> None:
     """The namespaces and the `kubernetes` service every cluster starts with."""
     namespaces = registry.get("", "v1", "namespaces")
     for name in BOOTSTRAP_NAMESPACES:
@@ -147,9 +151,14 @@ async def _bootstrap(stores: dict[Resource, ResourceStore], registry: Registry) 
         },
         "spec": {
             "type": "ClusterIP",
+            "clusterIP": allocator.kubernetes_ip,
             "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
         },
     }
+    try:
+        await allocator.allocate(kubernetes)
+    except errors.APIError:
+        return  # its address is taken: the service exists already
     await _ensure(stores[services], services, kubernetes)
 
 
