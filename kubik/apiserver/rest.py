@@ -23,6 +23,7 @@ import orjson
 from kubik.api import errors, fieldmanager, meta, patch, selectors, strategy, tables
 from kubik.api.registry import Resource
 from kubik.apiserver import codec, services
+from kubik.apiserver.eventttl import SharedLeases
 from kubik.apiserver.http import Request, Response, StreamResponse
 from kubik.apiserver.storage import Object, ResourceStore
 
@@ -60,10 +61,12 @@ class RestHandler:
         stores: dict[Resource, ResourceStore],
         namespaces: ResourceStore,
         services: services.ServiceAllocator,
+        event_leases: SharedLeases,
     ):
         self._stores = stores
         self._namespaces = namespaces
         self._services = services
+        self._event_leases = event_leases
 
     def store_for(self, resource: Resource) -> ResourceStore:
         return self._stores[resource]
@@ -180,6 +183,9 @@ class RestHandler:
 
     async def _store_new(self, resource: Resource, obj: Object) -> Object:
         """Store a new object, with its Service addresses when it is a Service."""
+        if resource.kind == "Event":
+            lease = await self._event_leases.lease()
+            return await self.store_for(resource).create(obj, lease=lease)
         if not _is_service(resource):
             return await self.store_for(resource).create(obj)
         await self._services.allocate(obj)

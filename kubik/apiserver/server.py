@@ -19,6 +19,7 @@ from kubik.api.registry import Registry, Resource
 from kubik.apiserver import auth, tls
 from kubik.apiserver.app import App
 from kubik.apiserver.crds import CustomResourceManager
+from kubik.apiserver.eventttl import SharedLeases
 from kubik.apiserver.http import HTTPServer
 from kubik.apiserver.rest import RestHandler
 from kubik.apiserver.services import ServiceAllocator
@@ -67,7 +68,7 @@ class APIServer(component.Component):
             stores[resource] = ResourceStore(store, resource, await self._cache(store, resource))
         namespaces = stores[self.registry.get("", "v1", "namespaces")]
         allocator = ServiceAllocator(store)
-        rest = RestHandler(stores, namespaces, allocator)
+        rest = RestHandler(stores, namespaces, allocator, SharedLeases(store))
         await _bootstrap(stores, self.registry, allocator)
         crds = self.registry.get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
         self._custom = CustomResourceManager(

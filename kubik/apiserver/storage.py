@@ -109,11 +109,13 @@ class ResourceStore:
 
     # -------------------------------------------------------------- writes
 
-    async def create(self, obj: Object) -> Object:
+    async def create(self, obj: Object, *, lease: int = 0) -> Object:
         meta = obj["metadata"]
         name = meta["name"]
         with translated(self.resource, name):
-            kv = await self.store.create(self.key(meta.get("namespace", ""), name), encode(obj))
+            kv = await self.store.create(
+                self.key(meta.get("namespace", ""), name), encode(obj), lease=lease
+            )
         meta["resourceVersion"] = str(kv.mod_revision)
         return obj
 
@@ -138,7 +140,10 @@ class ResourceStore:
                     return old, old
                 try:
                     kv = await self.store.update(
-                        key, encode(new), expected_mod_revision=current.mod_revision
+                        key,
+                        encode(new),
+                        expected_mod_revision=current.mod_revision,
+                        lease=current.lease,  # an event keeps its time to live
                     )
                 except store_errors.ConflictError as conflict:
                     current = conflict.current
