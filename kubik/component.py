@@ -44,9 +44,10 @@ async def run(components: Sequence[Component], *, stop: asyncio.Event | None = N
     try:
         for component in components:
             log.info("starting %s", component.name)
+            # Stopped even if its start fails halfway, to release what it got.
+            started.append(component)
             await component.start()
             await component.ready.wait()
-            started.append(component)
             log.info("%s is ready", component.name)
         await stop.wait()
     finally:

@@ -21,6 +21,7 @@ from kubik.apiserver import auth, discovery
 from kubik.apiserver.http import Request, Response, StreamResponse, Upgrade
 from kubik.apiserver.rest import RestHandler, Target, respond
 from kubik.apiserver.subresources import Subresources
+from kubik.apiserver.tokens import TokenSigner
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class App:
         *,
         registry: Registry,
         rest: RestHandler,
+        signer: TokenSigner,
         authenticator: auth.Authenticator,
         authorizer: auth.Authorizer,
         server_address: str,
@@ -44,7 +46,7 @@ class App:
     ) -> None:
         self.registry = registry
         self.rest = rest
-        self.subresources = Subresources(rest)
+        self.subresources = Subresources(rest, signer)
         self.authenticator = authenticator
         self.authorizer = authorizer
         self.server_address = server_address

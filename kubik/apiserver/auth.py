@@ -19,6 +19,7 @@ import secrets
 from dataclasses import dataclass, field
 
 from kubik.apiserver.http import Request
+from kubik.apiserver.tokens import TokenSigner
 
 PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
 
@@ -63,16 +64,31 @@ def ensure_token(path: str, *, user: str, groups: tuple[str, ...]) -> str:
 
 
 class Authenticator:
-    def __init__(self, tokens: TokenFile) -> None:
+    def __init__(self, tokens: TokenFile, signer: TokenSigner) -> None:
         self._tokens = tokens
+        self._signer = signer
 
     def authenticate(self, request: Request) -> User | None:
         header = request.headers.get("authorization", "")
         if header[:7].lower() == "bearer ":
-            return self._tokens.user(header[7:].strip())
+            token = header[7:].strip()
+            return self._tokens.user(token) or _service_account_user(self._signer.verify(token))
         if request.peer_cert:
             return _certificate_user(request.peer_cert)
         return None
+
+
+def _service_account_user(claims: dict | None) -> User | None:
+    if claims is None:
+        return None
+    scope = claims.get("kubernetes.io") or {}
+    namespace = scope.get("namespace", "")
+    account = scope.get("serviceaccount") or {}
+    return User(
+        f"system:serviceaccount:{namespace}:{account.get('name', '')}",
+        account.get("uid", ""),
+        ("system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"),
+    )
 
 
 def _certificate_user(cert: dict) -> User | None:

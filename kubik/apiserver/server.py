@@ -24,6 +24,7 @@ from kubik.apiserver.http import HTTPServer
 from kubik.apiserver.rest import RestHandler
 from kubik.apiserver.services import ServiceAllocator
 from kubik.apiserver.storage import ResourceStore
+from kubik.apiserver.tokens import TokenSigner
 from kubik.store.interface import Store
 from kubik.store.watchcache import WatchCache
 
@@ -79,10 +80,14 @@ class APIServer(component.Component):
             open_cache=lambda resource: self._cache(store, resource),
         )
         await self._custom.start()
+        signer = TokenSigner(os.path.join(tls_dir, "service-account.key"))
         app = App(
             registry=self.registry,
             rest=rest,
-            authenticator=auth.Authenticator(auth.TokenFile(os.path.join(tls_dir, "tokens.csv"))),
+            signer=signer,
+            authenticator=auth.Authenticator(
+                auth.TokenFile(os.path.join(tls_dir, "tokens.csv")), signer
+            ),
             authorizer=auth.Authorizer(),
             server_address=f"{self._advertise_address}:{self._port}",
             ready=self.ready,

@@ -11,13 +11,15 @@
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any
 
 from kubik.api import errors, meta, patch, selectors
-from kubik.apiserver import codec
+from kubik.apiserver import codec, tokens
 from kubik.apiserver.http import Request, Response
 from kubik.apiserver.rest import RestHandler, Target, respond
 from kubik.apiserver.storage import decode
+from kubik.apiserver.tokens import TokenSigner
 
 Object = dict[str, Any]
 
@@ -31,8 +33,9 @@ def _success(request: Request, code: int = 201) -> Response:
 
 
 class Subresources:
-    def __init__(self, rest: RestHandler) -> None:
+    def __init__(self, rest: RestHandler, signer: TokenSigner) -> None:
         self._rest = rest
+        self._signer = signer
 
     async def handle(self, target: Target, verb: str, request: Request) -> Response:
         name = target.subresource or target.resource.plural
@@ -45,6 +48,7 @@ class Subresources:
             ("eviction", "create"): self.evict,
             ("selfsubjectaccessreviews", "create"): self.access_review,
             ("finalize", "update"): self.finalize,
+            ("token", "create"): self.token,
         }
         handler = handlers.get((name, verb))
         if handler is None:
@@ -239,6 +243,56 @@ class Subresources:
         review.setdefault("metadata", {})["creationTimestamp"] = None
         review["status"] = {"allowed": True, "reason": "kubik allows every authenticated user"}
         return respond(review, request, 201)
+
+    # ------------------------------------------------------------------ token
+
+    async def token(self, target: Target, request: Request) -> Response:
+        """A TokenRequest: a signed token for the service account (`kubectl create token`)."""
+        body = codec.decode_body(request.body, request.headers.get("content-type", ""))
+        if not isinstance(body, dict):
+            raise errors.bad_request("the body must be a TokenRequest")
+        account = await self._rest.store_for(target.resource).get(target.namespace, target.name)
+        spec = body.get("spec") or {}
+        seconds = spec.get("expirationSeconds") or tokens.DEFAULT_EXPIRATION
+        if not isinstance(seconds, int) or seconds < 600:
+            raise errors.invalid(
+                "TokenRequest",
+                "authentication.k8s.io",
+                target.name,
+                [
+                    errors.field_cause(
+                        "spec.expirationSeconds",
+                        f"Invalid value: {seconds!r}: may not specify a duration "
+                        "less than 10 minutes",
+                    )
+                ],
+            )
+        token, expires = self._signer.issue(
+            namespace=target.namespace,
+            name=target.name,
+            uid=account["metadata"]["uid"],
+            audiences=list(spec.get("audiences") or []),
+            seconds=seconds,
+        )
+        answer = {
+            "kind": "TokenRequest",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {
+                "name": target.name,
+                "namespace": target.namespace,
+                "creationTimestamp": None,
+            },
+            "spec": {
+                **spec,
+                "expirationSeconds": seconds,
+                "audiences": list(spec.get("audiences") or [tokens.ISSUER]),
+            },
+            "status": {
+                "token": token,
+                "expirationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires)),
+            },
+        }
+        return respond(answer, request, 201)
 
     # --------------------------------------------------------------- finalize
 

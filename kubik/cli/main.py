@@ -109,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     except store_errors.StoreError as exc:
         log.error("%s", exc)
         return 1
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
     return 0
 
 
