@@ -603,8 +603,11 @@ class SqliteStore(Store):
 
     @staticmethod
     async def _next_event(watcher: _Watcher, progress_interval: float) -> Any:
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+        # that arrives as the get completes, leaving the watch uncancellable.
         try:
-            return await asyncio.wait_for(watcher.queue.get(), progress_interval)
+            async with asyncio.timeout(progress_interval):
+                return await watcher.queue.get()
         except TimeoutError:
             return None
 
