@@ -336,6 +336,44 @@ BUILTIN: tuple[Resource, ...] = (
         schema_name="io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1."
         "CustomResourceDefinition",
     ),
+    # networking.k8s.io/v1
+    Resource(
+        "networking.k8s.io",
+        "v1",
+        "Ingress",
+        "ingresses",
+        True,
+        ("ing",),
+        subresources=_STATUS,
+        schema_name="io.k8s.api.networking.v1.Ingress",
+    ),
+    Resource(
+        "networking.k8s.io",
+        "v1",
+        "IngressClass",
+        "ingressclasses",
+        False,
+        schema_name="io.k8s.api.networking.v1.IngressClass",
+    ),
+    Resource(
+        "networking.k8s.io",
+        "v1",
+        "NetworkPolicy",
+        "networkpolicies",
+        True,
+        ("netpol",),
+        schema_name="io.k8s.api.networking.v1.NetworkPolicy",
+    ),
+    # authentication.k8s.io/v1: answered, never stored (`kubectl auth whoami`)
+    Resource(
+        "authentication.k8s.io",
+        "v1",
+        "SelfSubjectReview",
+        "selfsubjectreviews",
+        False,
+        verbs=_CREATE_ONLY,
+        schema_name="io.k8s.api.authentication.v1.SelfSubjectReview",
+    ),
     # authorization.k8s.io/v1: reviews are answered, never stored
     Resource(
         "authorization.k8s.io",

@@ -76,6 +76,7 @@ class App:
         user = self.authenticator.authenticate(request)
         if user is None:
             raise errors.unauthorized()
+        request.user = user
         if path in ("/api", "/apis"):
             return self._root_discovery(path, request)
         if path.startswith("/openapi/"):

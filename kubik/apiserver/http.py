@@ -18,6 +18,7 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import Any
 from urllib.parse import parse_qs
 
 import httptools
@@ -37,6 +38,7 @@ class Request:
     body: bytes
     peer_cert: dict | None  # the verified client certificate (ssl's decoded form), if any
     remote: str
+    user: Any = None  # who the request is from, once authenticated
 
     def param(self, name: str, default: str = "") -> str:
         """The last value of a query parameter."""

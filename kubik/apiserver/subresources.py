@@ -47,6 +47,7 @@ class Subresources:
             ("bindings", "create"): self.bind,
             ("eviction", "create"): self.evict,
             ("selfsubjectaccessreviews", "create"): self.access_review,
+            ("selfsubjectreviews", "create"): self.self_review,
             ("finalize", "update"): self.finalize,
             ("token", "create"): self.token,
         }
@@ -243,6 +244,23 @@ class Subresources:
         review.setdefault("metadata", {})["creationTimestamp"] = None
         review["status"] = {"allowed": True, "reason": "kubik allows every authenticated user"}
         return respond(review, request, 201)
+
+    async def self_review(self, target: Target, request: Request) -> Response:
+        """Who the server thinks the caller is (`kubectl auth whoami`)."""
+        user = request.user
+        answer = {
+            "kind": "SelfSubjectReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": None},
+            "status": {
+                "userInfo": {
+                    "username": user.name,
+                    "groups": list(user.groups),
+                    **({"uid": user.uid} if user.uid else {}),
+                }
+            },
+        }
+        return respond(answer, request, 201)
 
     # ------------------------------------------------------------------ token
 
