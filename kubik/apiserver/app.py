@@ -19,6 +19,7 @@ from kubik.api import errors
 from kubik.api.registry import Registry
 from kubik.apiserver import auth, discovery
 from kubik.apiserver.http import Request, Response, StreamResponse, Upgrade
+from kubik.apiserver.openapi import OpenAPI
 from kubik.apiserver.rest import RestHandler, Target, respond
 from kubik.apiserver.subresources import Subresources
 from kubik.apiserver.tokens import TokenSigner
@@ -41,7 +42,7 @@ class App:
         authenticator: auth.Authenticator,
         authorizer: auth.Authorizer,
         server_address: str,
-        openapi=None,
+        openapi: OpenAPI,
         ready=None,
     ) -> None:
         self.registry = registry
@@ -80,10 +81,6 @@ class App:
         if path in ("/api", "/apis"):
             return self._root_discovery(path, request)
         if path.startswith("/openapi/"):
-            if self.openapi is None:
-                raise errors.APIError(
-                    404, "NotFound", "the server could not find the requested resource"
-                )
             return self.openapi.serve(path, request)
         parts = path.strip("/").split("/")
         if parts[0] == "api" and len(parts) >= 2:

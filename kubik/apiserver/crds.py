@@ -57,6 +57,14 @@ def resources_of(crd: Object) -> list[Resource]:
     return result
 
 
+def version_schema(crd: Object, version: str) -> Object | None:
+    """The `openAPIV3Schema` of one version of a CRD (None when it has none)."""
+    for entry in (crd.get("spec") or {}).get("versions") or []:
+        if entry.get("name") == version:
+            return (entry.get("schema") or {}).get("openAPIV3Schema")
+    return None
+
+
 class CustomResourceManager:
     def __init__(
         self,
@@ -66,14 +74,14 @@ class CustomResourceManager:
         stores: dict[Resource, ResourceStore],
         crds: ResourceStore,
         open_cache: Callable[[Resource], Awaitable[WatchCache]],
-        on_change: Callable[[], None] = lambda: None,
+        on_register: Callable[[Resource, Object | None], None],
     ) -> None:
         self._store = store
         self._registry = registry
         self._stores = stores
         self._crds = crds
         self._open_cache = open_cache
-        self._on_change = on_change
+        self._on_register = on_register
         self._served: dict[str, list[Resource]] = {}  # CRD name → its resources
         self._task: asyncio.Task | None = None
 
@@ -121,8 +129,8 @@ class CustomResourceManager:
                     self._store, resource, await self._open_cache(resource)
                 )
                 self._registry.add(resource)
+                self._on_register(resource, version_schema(crd, resource.version))
             self._served[name] = wanted
-            self._on_change()
             log.info("serving custom resource %s (%s)", name, ", ".join(r.version for r in wanted))
         await self._mark_established(crd)
 
@@ -130,7 +138,6 @@ class CustomResourceManager:
         for resource in self._served.pop(name, []):
             self._registry.remove(resource.group, resource.version, resource.plural)
             self._stores.pop(resource, None)
-        self._on_change()
 
     async def _mark_established(self, crd: Object) -> None:
         status = crd.get("status") or {}

@@ -21,6 +21,7 @@ from kubik.apiserver.app import App
 from kubik.apiserver.crds import CustomResourceManager
 from kubik.apiserver.eventttl import SharedLeases
 from kubik.apiserver.http import HTTPServer
+from kubik.apiserver.openapi import OpenAPI
 from kubik.apiserver.rest import RestHandler
 from kubik.apiserver.services import ServiceAllocator
 from kubik.apiserver.storage import ResourceStore
@@ -71,6 +72,7 @@ class APIServer(component.Component):
         allocator = ServiceAllocator(store)
         rest = RestHandler(stores, namespaces, allocator, SharedLeases(store))
         await _bootstrap(stores, self.registry, allocator)
+        openapi = OpenAPI(self.registry)
         crds = self.registry.get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
         self._custom = CustomResourceManager(
             store=store,
@@ -78,6 +80,7 @@ class APIServer(component.Component):
             stores=stores,
             crds=stores[crds],
             open_cache=lambda resource: self._cache(store, resource),
+            on_register=openapi.add_custom,
         )
         await self._custom.start()
         signer = TokenSigner(os.path.join(tls_dir, "service-account.key"))
@@ -90,6 +93,7 @@ class APIServer(component.Component):
             ),
             authorizer=auth.Authorizer(),
             server_address=f"{self._advertise_address}:{self._port}",
+            openapi=openapi,
             ready=self.ready,
         )
         self._http = HTTPServer(
