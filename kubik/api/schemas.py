@@ -15,7 +15,9 @@ from typing import Any
 
 import orjson
 
-SCHEMA_VERSION = "v1.32.0-local"  # the release kubik's API answers as (see app.py)
+# The Kubernetes release kubik's API answers as: its schemas, /version, OpenAPI info.
+KUBERNETES_VERSION = "v1.32.0"
+SCHEMA_VERSION = f"{KUBERNETES_VERSION}-local"
 _REF_PREFIX = "#/$defs/"
 
 Schema = dict[str, Any]

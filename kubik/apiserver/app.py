@@ -15,7 +15,7 @@ import time
 import orjson
 
 from kubik import __version__
-from kubik.api import errors
+from kubik.api import errors, schemas
 from kubik.api.registry import Registry
 from kubik.apiserver import auth, discovery
 from kubik.apiserver.http import Request, Response, StreamResponse, Upgrade
@@ -26,7 +26,6 @@ from kubik.apiserver.tokens import TokenSigner
 
 log = logging.getLogger(__name__)
 
-KUBERNETES_VERSION = ("1", "32", "v1.32.0")
 
 _NAMESPACE_SUBRESOURCES = ("status", "finalize")
 _STATUS_OK = b"ok"
@@ -105,7 +104,8 @@ class App:
 
     def _public(self, path: str, request: Request) -> Response:
         if path == "/version":
-            major, minor, git = KUBERNETES_VERSION
+            git = schemas.KUBERNETES_VERSION
+            major, minor = git.lstrip("v").split(".")[:2]
             return respond(
                 {
                     "major": major,

@@ -83,6 +83,7 @@ class CustomResourceManager:
         self._open_cache = open_cache
         self._on_register = on_register
         self._served: dict[str, list[Resource]] = {}  # CRD name → its resources
+        self._schemas: dict[str, list[Object | None]] = {}  # … and their schemas
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -122,7 +123,8 @@ class CustomResourceManager:
             await self._cleanup(crd)
             return
         wanted = resources_of(crd)
-        if wanted != self._served.get(name):
+        schemas = [version_schema(crd, r.version) for r in wanted]
+        if wanted != self._served.get(name) or schemas != self._schemas.get(name):
             self._unregister(name)
             for resource in wanted:
                 self._stores[resource] = ResourceStore(
@@ -131,10 +133,12 @@ class CustomResourceManager:
                 self._registry.add(resource)
                 self._on_register(resource, version_schema(crd, resource.version))
             self._served[name] = wanted
+            self._schemas[name] = schemas
             log.info("serving custom resource %s (%s)", name, ", ".join(r.version for r in wanted))
         await self._mark_established(crd)
 
     def _unregister(self, name: str) -> None:
+        self._schemas.pop(name, None)
         for resource in self._served.pop(name, []):
             self._registry.remove(resource.group, resource.version, resource.plural)
             self._stores.pop(resource, None)

@@ -16,7 +16,7 @@ from kubik.apiserver import codec
 _GET_PATCH_UPDATE = ["get", "patch", "update"]
 
 # subresource → (verbs, response kind (group, version, kind) or None for the parent's)
-_SUBRESOURCES: dict[str, tuple[list[str], tuple[str, str, str] | None]] = {
+SUBRESOURCES: dict[str, tuple[list[str], tuple[str, str, str] | None]] = {
     "status": (_GET_PATCH_UPDATE, None),
     "scale": (_GET_PATCH_UPDATE, ("autoscaling", "v1", "Scale")),
     "binding": (["create"], ("", "v1", "Binding")),
@@ -105,7 +105,7 @@ def _aggregated_resource(resource: Resource) -> dict[str, Any]:
         entry["categories"] = list(resource.categories)
     subresources = []
     for name in resource.subresources:
-        verbs, kind = _SUBRESOURCES[name]
+        verbs, kind = SUBRESOURCES[name]
         subresources.append(
             {"subresource": name, "responseKind": _response_kind(resource, kind), "verbs": verbs}
         )
@@ -167,7 +167,7 @@ def api_resource_list(registry: Registry, group: str, version: str) -> dict[str,
             entry["categories"] = list(resource.categories)
         listed.append(entry)
         for name in resource.subresources:
-            verbs, kind = _SUBRESOURCES[name]
+            verbs, kind = SUBRESOURCES[name]
             sub: dict[str, Any] = {
                 "name": f"{resource.plural}/{name}",
                 "singularName": "",
