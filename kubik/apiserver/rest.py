@@ -223,6 +223,7 @@ class RestHandler:
         fields = selectors.parse_fields(request.param("fieldSelector"), resource.kind)
         matches = _matcher(labels, fields)
         limit = _int_param(request, "limit")
+        _int_param(request, "timeoutSeconds")  # a list takes it too; it must parse
         version, exact, start = await self._list_position(store, request, limit)
         items: list[Object] = []
         more = False
