@@ -48,17 +48,35 @@ def test_create_get_label_patch_delete(server):
     server.ok("label", "pod", "p1", "tier=front")
     server.ok("annotate", "pod", "p1", "note=hello")
     server.ok("patch", "pod", "p1", "--type", "merge", "-p", '{"metadata":{"labels":{"x":"1"}}}')
-    server.ok("patch", "pod", "p1", "--type", "json",
-              "-p", '[{"op":"remove","path":"/metadata/labels/x"}]')
+    server.ok(
+        "patch",
+        "pod",
+        "p1",
+        "--type",
+        "json",
+        "-p",
+        '[{"op":"remove","path":"/metadata/labels/x"}]',
+    )
     obj = json.loads(server.ok("get", "pod", "p1", "-o", "json"))
     assert obj["metadata"]["labels"] == {"app": "web", "tier": "front"}
     assert obj["metadata"]["annotations"]["note"] == "hello"
 
     assert server.ok("get", "pods", "-l", "tier=front", "-o", "name").split() == ["pod/p1"]
     assert server.ok("get", "pods", "-l", "tier!=front", "-o", "name").split() == []
-    assert server.ok("get", "pods", "--field-selector", "metadata.name=p1",
-                     "-o", "jsonpath={.items[0].metadata.name}") == "p1"
-    columns = server.ok("get", "pod", "p1", "-o", "custom-columns=N:.metadata.name,L:.metadata.labels.app")
+    assert (
+        server.ok(
+            "get",
+            "pods",
+            "--field-selector",
+            "metadata.name=p1",
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        )
+        == "p1"
+    )
+    columns = server.ok(
+        "get", "pod", "p1", "-o", "custom-columns=N:.metadata.name,L:.metadata.labels.app"
+    )
     assert columns.split() == ["N", "L", "p1", "web"]
 
     deleted = server.kubectl("delete", "pod", "p1")
@@ -74,23 +92,40 @@ def test_errors_are_status_objects(server):
     server.ok("create", "--validate=false", "-f", "-", stdin=dup)
     again = server.kubectl("create", "--validate=false", "-f", "-", stdin=dup)
     assert again.returncode == 1
-    assert 'Error from server (AlreadyExists): error when creating "STDIN": pods "dup" already exists' in again.stderr
+    assert (
+        'Error from server (AlreadyExists): error when creating "STDIN": pods "dup" already exists'
+        in again.stderr
+    )
     bad = server.kubectl("create", "--validate=false", "-f", "-", stdin=POD.format(name="Bad_Name"))
     assert bad.returncode == 1
     assert "Invalid" in bad.stderr and "metadata.name" in bad.stderr
     nons = server.kubectl("get", "pods", "-n", "nowhere", "-o", "name")
     assert nons.returncode == 0 and nons.stdout == ""
-    missing_ns = server.kubectl("create", "-n", "nowhere", "--validate=false", "-f", "-",
-                                stdin=POD.format(name="p"))
+    missing_ns = server.kubectl(
+        "create", "-n", "nowhere", "--validate=false", "-f", "-", stdin=POD.format(name="p")
+    )
     assert 'namespaces "nowhere" not found' in missing_ns.stderr
 
 
 def test_get_watch_sees_added_modified_deleted(server):
     cache = server.kubectl  # noqa: F841 - keep a handle for the log on failure
     watch = subprocess.Popen(
-        [KUBECTL, "--kubeconfig", server.kubeconfig, "--cache-dir", "/tmp/kubik-watch-cache",
-         "get", "configmaps", "-w", "--output-watch-events", "-o", "name"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            KUBECTL,
+            "--kubeconfig",
+            server.kubeconfig,
+            "--cache-dir",
+            "/tmp/kubik-watch-cache",
+            "get",
+            "configmaps",
+            "-w",
+            "--output-watch-events",
+            "-o",
+            "name",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         time.sleep(1.5)
@@ -114,22 +149,28 @@ def test_official_python_client(server):
 
     api_client = config.new_client_from_config(server.kubeconfig)
     core = client.CoreV1Api(api_client)
-    core.create_namespaced_config_map("default", client.V1ConfigMap(
-        metadata=client.V1ObjectMeta(name="from-python", labels={"src": "py"}),
-        data={"k": "v"},
-    ))
+    core.create_namespaced_config_map(
+        "default",
+        client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name="from-python", labels={"src": "py"}),
+            data={"k": "v"},
+        ),
+    )
     listed = core.list_namespaced_config_map("default", label_selector="src=py")
     assert [cm.metadata.name for cm in listed.items] == ["from-python"]
     version = listed.metadata.resource_version
     core.patch_namespaced_config_map("from-python", "default", {"data": {"k": "v2"}})
     events = []
-    for event in watch.Watch().stream(core.list_namespaced_config_map, "default",
-                                      resource_version=version, timeout_seconds=3):
+    for event in watch.Watch().stream(
+        core.list_namespaced_config_map, "default", resource_version=version, timeout_seconds=3
+    ):
         events.append((event["type"], event["object"].metadata.name, event["object"].data))
         if len(events) == 1:
             core.delete_namespaced_config_map("from-python", "default")
         if len(events) == 2:
             break
-    assert events == [("MODIFIED", "from-python", {"k": "v2"}),
-                      ("DELETED", "from-python", {"k": "v2"})]
+    assert events == [
+        ("MODIFIED", "from-python", {"k": "v2"}),
+        ("DELETED", "from-python", {"k": "v2"}),
+    ]
     api_client.close()
