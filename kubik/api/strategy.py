@@ -45,7 +45,10 @@ def prepare_create(resource: Resource, obj: Object) -> None:
     metadata = meta.metadata(obj)
     metadata["uid"] = meta.new_uid()
     metadata["creationTimestamp"] = meta.now()
-    metadata["generation"] = 1
+    if tracks_generation(resource):
+        metadata["generation"] = 1
+    else:
+        metadata.pop("generation", None)
     for field in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
         metadata.pop(field, None)
     if resource.has_status and resource.kind not in _KEEP_STATUS_ON_CREATE:
@@ -71,7 +74,7 @@ def prepare_update(resource: Resource, new: Object, old: Object) -> None:
         else:
             new.pop("status", None)
     defaults.apply(resource, new)
-    if spec_changed(new, old):
+    if tracks_generation(resource) and spec_changed(new, old):
         new_meta["generation"] = old_meta.get("generation", 1) + 1
 
 
@@ -83,6 +86,15 @@ def prepare_status_update(new: Object, old: Object) -> Object:
     else:
         result.pop("status", None)
     return result
+
+
+def tracks_generation(resource: Resource) -> bool:
+    """Kinds whose metadata.generation counts spec changes (controllers compare it with
+    status.observedGeneration): the workload and policy kinds, CRDs and custom resources.
+    Core kinds such as ConfigMaps, Services and Namespaces carry no generation."""
+    return bool(resource.group) and (
+        resource.has_status or not resource.schema_name or resource.kind == "NetworkPolicy"
+    )
 
 
 def spec_changed(new: Object, old: Object) -> bool:

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from kubik.api import errors, meta
+from kubik.api import errors, meta, tables
 from kubik.api.registry import Registry, Resource
 from kubik.apiserver.storage import ResourceStore, decode
 from kubik.store.interface import EventType, Store
@@ -57,12 +57,17 @@ def resources_of(crd: Object) -> list[Resource]:
     return result
 
 
-def version_schema(crd: Object, version: str) -> Object | None:
-    """The `openAPIV3Schema` of one version of a CRD (None when it has none)."""
+def version_entry(crd: Object, version: str) -> Object:
+    """One entry of a CRD's `spec.versions` ({} when absent)."""
     for entry in (crd.get("spec") or {}).get("versions") or []:
         if entry.get("name") == version:
-            return (entry.get("schema") or {}).get("openAPIV3Schema")
-    return None
+            return entry
+    return {}
+
+
+def version_schema(crd: Object, version: str) -> Object | None:
+    """The `openAPIV3Schema` of one version of a CRD (None when it has none)."""
+    return (version_entry(crd, version).get("schema") or {}).get("openAPIV3Schema")
 
 
 class CustomResourceManager:
@@ -123,7 +128,7 @@ class CustomResourceManager:
             await self._cleanup(crd)
             return
         wanted = resources_of(crd)
-        schemas = [version_schema(crd, r.version) for r in wanted]
+        schemas = [version_entry(crd, r.version) for r in wanted]
         if wanted != self._served.get(name) or schemas != self._schemas.get(name):
             self._unregister(name)
             for resource in wanted:
@@ -131,6 +136,7 @@ class CustomResourceManager:
                     self._store, resource, await self._open_cache(resource)
                 )
                 self._registry.add(resource)
+                tables.register_custom_resource(resource, version_entry(crd, resource.version))
                 self._on_register(resource, version_schema(crd, resource.version))
             self._served[name] = wanted
             self._schemas[name] = schemas
@@ -141,6 +147,7 @@ class CustomResourceManager:
         self._schemas.pop(name, None)
         for resource in self._served.pop(name, []):
             self._registry.remove(resource.group, resource.version, resource.plural)
+            tables.unregister_custom_resource(resource)
             self._stores.pop(resource, None)
 
     async def _mark_established(self, crd: Object) -> None:

@@ -20,7 +20,16 @@ from typing import Any
 
 import orjson
 
-from kubik.api import errors, fieldmanager, meta, patch, selectors, strategy, tables
+from kubik.api import (
+    errors,
+    fieldmanager,
+    meta,
+    patch,
+    selectors,
+    strategy,
+    tables,
+    typecheck,
+)
 from kubik.api.registry import Resource
 from kubik.apiserver import codec, services
 from kubik.apiserver.eventttl import SharedLeases
@@ -125,6 +134,7 @@ class RestHandler:
         resource = target.resource
         if not isinstance(obj, dict):
             raise errors.bad_request(f"the body must be a {resource.kind} object")
+        typecheck.check(resource, obj)
         kind, api_version = obj.get("kind"), obj.get("apiVersion")
         if kind and kind != resource.kind:
             raise errors.bad_request(
@@ -435,7 +445,9 @@ class RestHandler:
             if _is_service(resource):
                 _unneeded_ports.set(services.carry_over(new, current, _spare_ports.get()))
         self._invalid_if(resource, new, strategy.validate_update(resource, new, current))
-        fieldmanager.record(new, current, manager=manager, operation=operation)
+        fieldmanager.record(
+            new, current, manager=manager, operation=operation, subresource=target.subresource
+        )
         new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         if new == current:
             return None

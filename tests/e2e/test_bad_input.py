@@ -95,7 +95,9 @@ def _check(answer) -> None:
         assert status["message"] and status["reason"]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
 @given(
     target=st.sampled_from(TARGETS),
     body=object_bodies | json_values,
@@ -113,7 +115,9 @@ def test_structured_garbage_gets_status_answers(api, target, body, patch_type):
     _check(answer)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=100, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
 @given(
     target=st.sampled_from(TARGETS),
     raw=st.binary(max_size=200),

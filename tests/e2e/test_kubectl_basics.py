@@ -107,21 +107,19 @@ def test_errors_are_status_objects(server):
     assert 'namespaces "nowhere" not found' in missing_ns.stderr
 
 
-def test_get_watch_sees_added_modified_deleted(server):
-    cache = server.kubectl  # noqa: F841 - keep a handle for the log on failure
+def test_get_watch_sees_added_modified_deleted(server, tmp_path):
+    """`get -w` lists, then watches with Table rows, one per event."""
     watch = subprocess.Popen(
         [
             KUBECTL,
             "--kubeconfig",
             server.kubeconfig,
             "--cache-dir",
-            "/tmp/kubik-watch-cache",
+            str(tmp_path),
             "get",
             "configmaps",
             "-w",
             "--output-watch-events",
-            "-o",
-            "name",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -130,17 +128,18 @@ def test_get_watch_sees_added_modified_deleted(server):
     try:
         time.sleep(1.5)
         server.ok("create", "configmap", "watched", "--from-literal=a=1")
-        server.ok("patch", "configmap", "watched", "--type", "merge", "-p", '{"data":{"a":"2"}}')
+        server.ok("patch", "configmap", "watched", "--type", "merge", "-p", '{"data":{"b":"2"}}')
         server.ok("delete", "configmap", "watched")
         time.sleep(1.5)
     finally:
         watch.terminate()
         out, err = watch.communicate(timeout=10)
-    lines = [line.split() for line in out.splitlines() if "watched" in line]
-    assert lines == [
-        ["ADDED", "configmap/watched"],
-        ["MODIFIED", "configmap/watched"],
-        ["DELETED", "configmap/watched"],
+    lines = [line.split()[:3] for line in out.splitlines()]
+    assert lines[0] == ["EVENT", "NAME", "DATA"], (out, err)
+    assert [line for line in lines if "watched" in line] == [
+        ["ADDED", "watched", "1"],
+        ["MODIFIED", "watched", "2"],
+        ["DELETED", "watched", "2"],
     ], (out, err)
 
 

@@ -11,12 +11,12 @@ from kubik.store import errors
 from kubik.store.interface import EventType, Store
 
 
-async def collect(store: Store, prefix: str, *, after: int, count: int, timeout: float = 20.0):
+async def collect(store: Store, prefix: str, *, after: int, count: int, within: float = 20.0):
     """The first `count` non-progress events under `prefix` after revision `after`."""
     events = []
     watch = store.watch(prefix, from_revision=after, progress_interval=0.5)
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             async for event in watch:
                 if event.type is not EventType.PROGRESS:
                     events.append(event)
@@ -89,9 +89,7 @@ async def test_only_one_writer_wins_a_race(store, prefix):
     created = await store.create(prefix + "race", b"start")
     results = await asyncio.gather(
         *(
-            store.update(
-                prefix + "race", b"w%d" % i, expected_mod_revision=created.mod_revision
-            )
+            store.update(prefix + "race", b"w%d" % i, expected_mod_revision=created.mod_revision)
             for i in range(32)
         ),
         return_exceptions=True,
@@ -174,7 +172,7 @@ async def test_watch_sees_every_change_in_order_with_previous_values(store, pref
 
 async def test_watch_complete_and_ordered_under_concurrent_writes(store, prefix):
     start = await store.current_revision()
-    watcher = asyncio.create_task(collect(store, prefix, after=start, count=200, timeout=60))
+    watcher = asyncio.create_task(collect(store, prefix, after=start, count=200, within=60))
 
     async def writer(n):
         acked = []
@@ -229,7 +227,7 @@ async def test_compaction_makes_old_revisions_too_old(store, prefix):
     with pytest.raises(errors.CompactedError):
         await store.list(prefix, revision=v2.mod_revision)
     with pytest.raises(errors.CompactedError):
-        await collect(store, prefix, after=v1.mod_revision, count=1, timeout=10)
+        await collect(store, prefix, after=v1.mod_revision, count=1, within=10)
     at_compaction = await store.list(prefix, revision=compacted)
     assert [kv.value for kv in at_compaction.kvs] == [b"v3"]
     assert (await store.get(prefix + "k")) == v3
@@ -251,7 +249,7 @@ async def test_lease_expiry_deletes_keys_with_an_event(store, prefix):
     await store.create(prefix + "ephemeral", b"x", lease=lease)
     await store.create(prefix + "durable", b"y")
     assert (await store.get(prefix + "ephemeral")).lease == lease
-    events = await collect(store, prefix, after=start, count=3, timeout=20)
+    events = await collect(store, prefix, after=start, count=3, within=20)
     assert events[2].type is EventType.DELETE and events[2].kv.key == prefix + "ephemeral"
     assert await store.get(prefix + "ephemeral") is None
     assert await store.get(prefix + "durable") is not None

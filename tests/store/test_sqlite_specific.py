@@ -64,19 +64,17 @@ def test_acknowledged_writes_survive_kill_9(tmp_path):
 async def test_a_second_process_cannot_open_the_same_file(tmp_path):
     path = str(tmp_path / "state.db")
     async with await sqlite.SqliteStore.open(path):
-        other = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "import asyncio,sys; from kubik.store.sqlite import SqliteStore;"
-                "asyncio.run(SqliteStore.open(sys.argv[1]))",
-                path,
-            ],
-            capture_output=True,
-            text=True,
+        other = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            "import asyncio,sys; from kubik.store.sqlite import SqliteStore;"
+            "asyncio.run(SqliteStore.open(sys.argv[1]))",
+            path,
+            stderr=asyncio.subprocess.PIPE,
         )
+        _, stderr = await other.communicate()
         assert other.returncode != 0
-        assert "in use by another process" in other.stderr
+        assert b"in use by another process" in stderr
 
 
 async def test_revisions_continue_after_reopen(tmp_path):
@@ -118,12 +116,16 @@ async def test_compaction_keeps_the_file_bounded(tmp_path):
             for i in range(50):
                 await store.guaranteed_update(f"/registry/churn/{i}", lambda kv: b"y" * 4096)
             await store.compact(await store.current_revision())
-            sizes.append(os.path.getsize(path) + os.path.getsize(path + "-wal"))
+            sizes.append(_size_on_disk(path))
         # after the first rounds the file stops growing: freed pages are reused
         assert max(sizes[2:]) <= sizes[1] * 1.1, sizes
         async with asyncio.timeout(5):
             listed = await store.list("/registry/churn/")
         assert len(listed.kvs) == 50 and all(kv.value == b"y" * 4096 for kv in listed.kvs)
+
+
+def _size_on_disk(path: str) -> int:
+    return os.path.getsize(path) + os.path.getsize(path + "-wal")
 
 
 async def test_list_at_latest_revision_uses_the_index(tmp_path):
