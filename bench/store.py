@@ -167,8 +167,8 @@ async def bench_watch(store: Store, prefix: str, watchers: int, writes: int) -> 
     tasks = [asyncio.create_task(watcher()) for _ in range(watchers)]
     await asyncio.wait_for(all_ready.wait(), 60)
     key = f"{prefix}watched"
-    kv = await store.create(key, b"-1")
     sent[-1] = time.perf_counter()
+    kv = await store.create(key, b"-1")
     for i in range(writes - 1):
         await asyncio.sleep(0.01)  # a steady 100 writes/s, not a burst
         sent[i] = time.perf_counter()
