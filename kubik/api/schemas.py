@@ -38,13 +38,23 @@ def ref_name(schema: Schema) -> str:
 
 
 def resolve(schema: Schema | None) -> Schema:
-    """Follow `$ref`s to the schema they name (an empty schema for None)."""
-    while schema:
-        name = ref_name(schema)
-        if not name:
-            return schema
-        schema = definitions().get(name)
-    return {}
+    """Follow `$ref`s to the schema they name (an empty schema for None).
+
+    Hot: every walk over an object resolves at each step, so references
+    are looked up once and remembered by their text.
+    """
+    if not schema:
+        return {}
+    ref = schema.get("$ref")
+    if ref is None:
+        return schema
+    return _resolve_ref(ref)
+
+
+@functools.cache
+def _resolve_ref(ref: str) -> Schema:
+    schema = definitions().get(ref[len(_REF_PREFIX) :]) if ref.startswith(_REF_PREFIX) else None
+    return resolve(schema)
 
 
 def named(name: str) -> Schema:

@@ -34,6 +34,7 @@ from kubik.api.registry import Resource
 from kubik.apiserver import codec, services
 from kubik.apiserver.eventttl import SharedLeases
 from kubik.apiserver.http import Request, Response, StreamResponse
+from kubik.apiserver.recent import Recent
 from kubik.apiserver.storage import Object, ResourceStore
 
 # Node ports allocated ahead of a Service update, and those it gave up (per request).
@@ -76,6 +77,7 @@ class RestHandler:
         self._namespaces = namespaces
         self._services = services
         self._event_leases = event_leases
+        self._lines: Recent[bytes] = Recent()  # encoded watch lines, shared by watchers
 
     def store_for(self, resource: Resource) -> ResourceStore:
         return self._stores[resource]
@@ -392,16 +394,35 @@ class RestHandler:
     def _watch_line(
         self, kind: str, obj: Object, rendering: codec.Rendering, target: Target, request: Request
     ) -> bytes:
-        if kind not in ("ERROR", "BOOKMARK"):
-            if rendering.as_kind == "Table":
-                obj = tables.table(
-                    target.resource,
-                    [obj],
-                    rendering.as_version,
-                    include=request.param("includeObject", "Metadata"),
-                )
-            elif rendering.as_kind.startswith("PartialObjectMetadata"):
-                obj = _partial(obj, rendering.as_version)
+        if kind in ("ERROR", "BOOKMARK"):
+            return orjson.dumps({"type": kind, "object": obj}) + b"\n"
+        metadata = obj["metadata"]
+        key = (
+            target.resource,
+            kind,
+            metadata.get("namespace"),
+            metadata["name"],
+            metadata.get("resourceVersion"),
+            rendering,
+            request.param("includeObject", "Metadata"),
+        )
+        return self._lines.get(
+            key, lambda: self._render_watch_line(kind, obj, rendering, target, request)
+        )
+
+    @staticmethod
+    def _render_watch_line(
+        kind: str, obj: Object, rendering: codec.Rendering, target: Target, request: Request
+    ) -> bytes:
+        if rendering.as_kind == "Table":
+            obj = tables.table(
+                target.resource,
+                [obj],
+                rendering.as_version,
+                include=request.param("includeObject", "Metadata"),
+            )
+        elif rendering.as_kind.startswith("PartialObjectMetadata"):
+            obj = _partial(obj, rendering.as_version)
         return orjson.dumps({"type": kind, "object": obj}) + b"\n"
 
     # ----------------------------------------------------------------- update

@@ -17,6 +17,7 @@ import orjson
 
 from kubik.api import errors
 from kubik.api.registry import Resource
+from kubik.apiserver.recent import Recent
 from kubik.store import errors as store_errors
 from kubik.store.interface import Event, EventType, KeyValue, ListResult, Store
 from kubik.store.watchcache import WatchCache, WatcherTooSlowError
@@ -74,6 +75,7 @@ class ResourceStore:
         self.store = store
         self.resource = resource
         self.cache = cache
+        self._decoded: Recent[tuple[str, Any]] = Recent()
 
     def key(self, namespace: str, name: str) -> str:
         return self.resource.store_key(namespace, name)
@@ -185,7 +187,11 @@ class ResourceStore:
             )
             try:
                 async for event in events:
-                    yield _watch_pair(event)
+                    if event.kv is None:
+                        yield _watch_pair(event)
+                    else:  # decoded once for every watcher of this resource
+                        key = (event.revision, event.kv.key, event.type)
+                        yield self._decoded.get(key, lambda e=event: _watch_pair(e))
             except WatcherTooSlowError:
                 return
             finally:

@@ -30,14 +30,18 @@ class _Collector:
         self.answer = Answer()
         self.chunks: list[bytes] = []
         self.headers_done = False
+        self.keep_alive = False
         self.complete = False
         self.stream = stream
+        self.parser: httptools.HttpResponseParser | None = None
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.answer.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
+        # llhttp only answers this reliably before the message completes
+        self.keep_alive = self.parser.should_keep_alive()
 
     def on_body(self, body: bytes) -> None:
         if self.stream is not None:
@@ -88,7 +92,7 @@ class Transport:
         try:
             writer.write(self._head(method, path, headers or [], body))
             collector = _Collector()
-            parser = httptools.HttpResponseParser(collector)
+            parser = collector.parser = httptools.HttpResponseParser(collector)
             while not collector.complete:
                 data = await reader.read(1 << 16)
                 if not data:
@@ -99,7 +103,7 @@ class Transport:
         except BaseException:
             writer.close()
             raise
-        if len(self._idle) < self._pool_size and parser.should_keep_alive():
+        if len(self._idle) < self._pool_size and collector.keep_alive:
             self._idle.append((reader, writer))
         else:
             writer.close()
@@ -114,7 +118,7 @@ class Transport:
         )
         chunks: asyncio.Queue = asyncio.Queue()
         collector = _Collector(stream=chunks)
-        parser = httptools.HttpResponseParser(collector)
+        parser = collector.parser = httptools.HttpResponseParser(collector)
         try:
             writer.write(self._head("GET", path, headers or [], b""))
             pending = b""
