@@ -92,9 +92,13 @@ def conflict(resource: str, group: str, name: str, why: str) -> APIError:
 
 def invalid(kind: str, group: str, name: str, causes: list[dict[str, str]]) -> APIError:
     """422 with one cause per bad field: {"reason", "message", "field"}."""
-    summary = ", ".join(
-        f"{c['field']}: {c['message']}" if c.get("field") else c["message"] for c in causes
+    messages = list(
+        dict.fromkeys(
+            f"{c['field']}: {c['message']}" if c.get("field") else c["message"] for c in causes
+        )
     )
+    # upstream brackets the list when there is more than one distinct problem
+    summary = messages[0] if len(messages) == 1 else "[" + ", ".join(messages) + "]"
     return APIError(
         422,
         "Invalid",

@@ -57,7 +57,7 @@ def prepare_create(resource: Resource, obj: Object) -> None:
             obj["status"] = copy.deepcopy(initial)
         else:
             obj.pop("status", None)
-    defaults.apply(resource, obj)
+    defaults.apply(resource, obj, creating=True)
 
 
 def prepare_update(resource: Resource, new: Object, old: Object) -> None:

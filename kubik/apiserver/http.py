@@ -39,6 +39,7 @@ class Request:
     peer_cert: dict | None  # the verified client certificate (ssl's decoded form), if any
     remote: str
     user: Any = None  # who the request is from, once authenticated
+    warnings: list[str] = field(default_factory=list)  # sent back as Warning headers
 
     def param(self, name: str, default: str = "") -> str:
         """The last value of a query parameter."""

@@ -23,6 +23,7 @@ import orjson
 from kubik.api import (
     errors,
     fieldmanager,
+    fields,
     meta,
     patch,
     selectors,
@@ -57,10 +58,36 @@ class Target:
     subresource: str
 
 
-def respond(obj: Any, request: Request, status: int = 200, *, warnings=()) -> Response:
+def respond(obj: Any, request: Request, status: int = 200) -> Response:
     rendering = codec.negotiate(request.headers.get("accept", ""))
-    headers = [("Warning", f'299 - "{w}"') for w in warnings]
-    return Response(status, codec.encode(obj, rendering), headers, rendering.content_type)
+    return Response(
+        status, codec.encode(obj, rendering), warning_headers(request), rendering.content_type
+    )
+
+
+def warning_headers(request: Request) -> list[tuple[str, str]]:
+    """The request's warnings as `Warning: 299 - "text"` headers (kubectl prints them)."""
+    unique = dict.fromkeys(request.warnings)
+    return [("Warning", "299 - " + orjson.dumps(text).decode()) for text in unique]
+
+
+def validate_fields(resource: Resource, obj: Object, request: Request) -> None:
+    """Unknown fields: 400 under fieldValidation=Strict; dropped otherwise, with a warning
+    under Warn (the default), silently under Ignore — as upstream's decoder does."""
+    mode = request.param("fieldValidation") or "Warn"
+    if mode not in ("Strict", "Warn", "Ignore"):
+        raise errors.bad_request(
+            f'fieldValidation parameter unsupported: "{mode}" (Strict, Warn or Ignore)'
+        )
+    if mode == "Strict":
+        unknown = fields.unknown_fields(resource, obj)
+        if unknown:
+            raise errors.bad_request(
+                "strict decoding error: " + ", ".join(f'unknown field "{p}"' for p in unknown)
+            )
+    dropped = fields.drop_unknown_fields(resource, obj)
+    if mode == "Warn":
+        request.warnings.extend(f'unknown field "{path}"' for path in dropped)
 
 
 class RestHandler:
@@ -106,7 +133,9 @@ class RestHandler:
             body = _partial(obj, rendering.as_version)
         else:
             body = obj
-        return Response(200, codec.encode(body, rendering), [], rendering.content_type)
+        return Response(
+            200, codec.encode(body, rendering), warning_headers(request), rendering.content_type
+        )
 
     async def _require_namespace(self, namespace: str, *, creating: bool) -> None:
         """Namespaced objects need an existing namespace, and a live one to be created in."""
@@ -181,6 +210,7 @@ class RestHandler:
         resource = target.resource
         obj = codec.decode_body(request.body, request.headers.get("content-type", ""))
         self._check_identity(target, obj)
+        validate_fields(resource, obj, request)
         metadata = obj["metadata"]
         if not metadata.get("name") and metadata.get("generateName"):
             metadata["name"] = meta.generated_name(metadata["generateName"])
@@ -318,7 +348,9 @@ class RestHandler:
                 "metadata": list_meta,
                 "items": items,
             }
-        return Response(200, codec.encode(body, rendering), [], rendering.content_type)
+        return Response(
+            200, codec.encode(body, rendering), warning_headers(request), rendering.content_type
+        )
 
     # ------------------------------------------------------------------ watch
 
@@ -431,6 +463,7 @@ class RestHandler:
         resource = target.resource
         body = codec.decode_body(request.body, request.headers.get("content-type", ""))
         self._check_identity(target, body)
+        validate_fields(resource, body, request)
         expected = body["metadata"].get("resourceVersion", "")
         manager = _manager(request)
         status_only = target.subresource == "status"
@@ -561,6 +594,7 @@ class RestHandler:
             if not isinstance(patched, dict):
                 raise errors.bad_request("the patched object is not an object")
             self._check_identity(target, patched)
+            validate_fields(resource, patched, request)
             patched_version = patched["metadata"].get("resourceVersion")
             if patched_version and patched_version != original["metadata"]["resourceVersion"]:
                 raise errors.conflict(

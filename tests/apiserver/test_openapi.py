@@ -366,11 +366,6 @@ def test_kubectl_create_needs_no_validate_flag(server):
     assert out.strip() == "pod/made created"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the documents leave field validation to the server (kubectl skips its own), "
-    "and the server does not implement fieldValidation=Strict yet",
-)
 def test_kubectl_create_rejects_unknown_fields(server):
     typo = POD.format(name="typo").replace("image:", "imagee: x\n    image:")
     failed = server.kubectl("create", "-f", "-", stdin=typo)

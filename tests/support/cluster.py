@@ -60,10 +60,16 @@ class KubikServer:
     def start(self, timeout: float = 60) -> KubikServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
-            sys.executable, "-m", "kubik.cli.main", "server",
-            "--data-dir", str(self.data_dir),
-            "--https-listen-port", str(self.port),
-            "--bind-address", "127.0.0.1",
+            sys.executable,
+            "-m",
+            "kubik.cli.main",
+            "server",
+            "--data-dir",
+            str(self.data_dir),
+            "--https-listen-port",
+            str(self.port),
+            "--bind-address",
+            "127.0.0.1",
             *self.extra_args,
         ]
         if self.datastore_endpoint:
@@ -94,13 +100,23 @@ class KubikServer:
             self.proc.kill()
             self.proc.wait()
 
-    def kubectl(self, *args: str, stdin: str | None = None, binary: str = KUBECTL,
-                timeout: float = 60, env: dict | None = None) -> Result:
+    def kubectl(
+        self,
+        *args: str,
+        stdin: str | None = None,
+        binary: str = KUBECTL,
+        timeout: float = 60,
+        env: dict | None = None,
+    ) -> Result:
         cache = tempfile.mkdtemp(prefix="kubectl-cache-")
         run_env = {**os.environ, "HOME": cache, **(env or {})}
         completed = subprocess.run(
             [binary, "--kubeconfig", self.kubeconfig, "--cache-dir", cache, *args],
-            input=stdin, capture_output=True, text=True, timeout=timeout, env=run_env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=run_env,
         )
         return Result(completed.returncode, completed.stdout, completed.stderr)
 
