@@ -90,6 +90,17 @@ def conflict(resource: str, group: str, name: str, why: str) -> APIError:
     )
 
 
+def stale(resource: str, group: str, name: str) -> APIError:
+    """409 for a write based on an old resourceVersion (optimistic concurrency)."""
+    return conflict(
+        resource,
+        group,
+        name,
+        "the object has been modified; please apply your changes to the latest version and "
+        "try again",
+    )
+
+
 def invalid(kind: str, group: str, name: str, causes: list[dict[str, str]]) -> APIError:
     """422 with one cause per bad field: {"reason", "message", "field"}."""
     messages = list(

@@ -122,17 +122,7 @@ class RestHandler:
 
     def _render_one(self, target: Target, obj: Object, request: Request) -> Response:
         rendering = self._rendering(request)
-        if rendering.as_kind == "Table":
-            body = tables.table(
-                target.resource,
-                [obj],
-                rendering.as_version,
-                include=request.param("includeObject", "Metadata"),
-            )
-        elif rendering.as_kind.startswith("PartialObjectMetadata"):
-            body = _partial(obj, rendering.as_version)
-        else:
-            body = obj
+        body = _view(target, obj, rendering, request)
         return Response(
             200, codec.encode(body, rendering), warning_headers(request), rendering.content_type
         )
@@ -446,16 +436,8 @@ class RestHandler:
     def _render_watch_line(
         kind: str, obj: Object, rendering: codec.Rendering, target: Target, request: Request
     ) -> bytes:
-        if rendering.as_kind == "Table":
-            obj = tables.table(
-                target.resource,
-                [obj],
-                rendering.as_version,
-                include=request.param("includeObject", "Metadata"),
-            )
-        elif rendering.as_kind.startswith("PartialObjectMetadata"):
-            obj = _partial(obj, rendering.as_version)
-        return orjson.dumps({"type": kind, "object": obj}) + b"\n"
+        view = _view(target, obj, rendering, request)
+        return orjson.dumps({"type": kind, "object": view}) + b"\n"
 
     # ----------------------------------------------------------------- update
 
@@ -470,13 +452,7 @@ class RestHandler:
 
         def change(current: Object) -> Object | None:
             if expected and expected != current["metadata"]["resourceVersion"]:
-                raise errors.conflict(
-                    resource.plural,
-                    resource.group,
-                    target.name,
-                    "the object has been modified; please apply your changes to the latest "
-                    "version and try again",
-                )
+                raise errors.stale(resource.plural, resource.group, target.name)
             new = copy.deepcopy(body)
             return self.next_version(target, new, current, manager, "Update", status_only)
 
@@ -597,13 +573,7 @@ class RestHandler:
             validate_fields(resource, patched, request)
             patched_version = patched["metadata"].get("resourceVersion")
             if patched_version and patched_version != original["metadata"]["resourceVersion"]:
-                raise errors.conflict(
-                    resource.plural,
-                    resource.group,
-                    target.name,
-                    "the object has been modified; please apply your changes to the latest "
-                    "version and try again",
-                )
+                raise errors.stale(resource.plural, resource.group, target.name)
             return self.next_version(target, patched, original, manager, "Update", status_only)
 
         return await self._write_update(target, change, request)
@@ -826,6 +796,20 @@ def _parse_continue(token: str) -> tuple[int, str]:
         return int(data["rv"]), str(data["start"])
     except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
         raise errors.bad_request("continue key is not valid") from None
+
+
+def _view(target: Target, obj: Object, rendering: codec.Rendering, request: Request) -> Object:
+    """One object as the client asked to see it: itself, a one-row Table, or its metadata."""
+    if rendering.as_kind == "Table":
+        return tables.table(
+            target.resource,
+            [obj],
+            rendering.as_version,
+            include=request.param("includeObject", "Metadata"),
+        )
+    if rendering.as_kind.startswith("PartialObjectMetadata"):
+        return _partial(obj, rendering.as_version)
+    return obj
 
 
 def _partial(obj: Object, version: str) -> Object:

@@ -51,13 +51,7 @@ def translated(resource: Resource, name: str) -> Iterator[None]:
     except store_errors.KeyNotFoundError:
         raise errors.not_found(resource.plural, resource.group, name) from None
     except store_errors.ConflictError:
-        raise errors.conflict(
-            resource.plural,
-            resource.group,
-            name,
-            "the object has been modified; please apply your changes to the latest "
-            "version and try again",
-        ) from None
+        raise errors.stale(resource.plural, resource.group, name) from None
     except store_errors.CompactedError as exc:
         raise errors.gone(f"too old resource version: {exc.revision} ({exc.compacted})") from None
     except store_errors.FutureRevisionError as exc:

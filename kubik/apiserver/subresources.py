@@ -106,13 +106,7 @@ class Subresources:
                 scale = body
                 expected = (scale.get("metadata") or {}).get("resourceVersion")
                 if expected and expected != current["metadata"]["resourceVersion"]:
-                    raise errors.conflict(
-                        target.resource.plural,
-                        target.resource.group,
-                        target.name,
-                        "the object has been modified; please apply your changes to the "
-                        "latest version and try again",
-                    )
+                    raise errors.stale(target.resource.plural, target.resource.group, target.name)
             replicas = (scale.get("spec") or {}).get("replicas")
             if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
                 raise errors.invalid(
