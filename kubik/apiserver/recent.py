@@ -15,7 +15,7 @@ Value = TypeVar("Value")
 
 
 class Recent(Generic[Value]):
-    def __init__(self, size: int = 4096) -> None:
+    def __init__(self, size: int = 512) -> None:
         self._size = size
         self._items: OrderedDict[Hashable, Value] = OrderedDict()
 

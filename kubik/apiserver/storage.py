@@ -31,14 +31,30 @@ def decode(kv: KeyValue) -> Object:
     return obj
 
 
+# Stored objects always begin with their metadata, so the resourceVersion can be
+# spliced into the bytes of a list answer without decoding them (see `with_version`).
+_METADATA_OPEN = b'{"metadata":{'
+
+
 def encode(obj: Object) -> bytes:
     meta = obj["metadata"]
     version = meta.pop("resourceVersion", None)
     try:
+        if next(iter(obj)) != "metadata":
+            obj = {"metadata": meta, **{k: v for k, v in obj.items() if k != "metadata"}}
         return orjson.dumps(obj)
     finally:
         if version is not None:
             meta["resourceVersion"] = version
+
+
+def with_version(kv: KeyValue) -> bytes:
+    """The stored JSON with metadata.resourceVersion set, without decoding it."""
+    value = kv.value
+    opening = len(_METADATA_OPEN)
+    if value.startswith(_METADATA_OPEN) and value[opening : opening + 1] != b"}":
+        return b'{"metadata":{"resourceVersion":"%d",' % kv.mod_revision + value[opening:]
+    return orjson.dumps(decode(kv))
 
 
 @contextlib.contextmanager
