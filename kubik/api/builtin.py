@@ -392,3 +392,11 @@ def builtin_registry() -> Registry:
     for resource in BUILTIN:
         registry.add(resource)
     return registry
+
+
+_BY_PATH = {(r.group, r.version, r.plural): r for r in BUILTIN}
+
+
+def lookup(group: str, version: str, plural: str) -> Resource:
+    """A built-in resource by group, version and plural (KeyError if there is none)."""
+    return _BY_PATH[(group, version, plural)]

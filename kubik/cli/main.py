@@ -14,11 +14,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import sys
 
 import kubik
 from kubik import component
 from kubik.apiserver.server import APIServer
+from kubik.controllers.manager import ControllerManager
 from kubik.store import errors as store_errors
 from kubik.store.service import StoreService
 
@@ -30,7 +32,6 @@ DEFAULT_DATA_DIR = "/var/lib/kubik"
 _NOT_BUILT = {
     "agent": "the kubelet (issue 6)",
     "scheduler": "the scheduler (issue 5)",
-    "controller-manager": "the controller manager (issue 4)",
     "kubelet": "the kubelet (issue 6)",
     "proxy": "the service proxy",
 }
@@ -84,7 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     roles.add_parser(
         "apiserver", parents=[shared, store_flags, api_flags], help="the API server alone"
     )
-    for role in ("scheduler", "controller-manager", "kubelet", "proxy"):
+    manager = roles.add_parser("controller-manager", parents=[shared], help="the controllers alone")
+    manager.add_argument("--kubeconfig", required=True, help="credentials for the API server")
+    _controller_flags(manager)
+    _controller_flags(server)
+    for role in ("scheduler", "kubelet", "proxy"):
         sub = roles.add_parser(role, parents=[shared], help=f"the {role} alone")
         sub.add_argument("--kubeconfig", help="credentials for the API server")
 
@@ -92,8 +97,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _controller_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--controllers",
+        default="*",
+        help="controllers to run: '*' for all, 'name' to add one, '-name' to leave one out",
+    )
+    parser.add_argument(
+        "--leader-elect",
+        default="true",
+        choices=["true", "false"],
+        help="elect a leader among controller managers (default true)",
+    )
+    parser.add_argument(
+        "--controller-metrics-address",
+        default="127.0.0.1:10257",
+        help="where /healthz and /metrics of the controllers are served",
+    )
+
+
+def _concurrency(extra: list[str]) -> dict[str, int]:
+    """--concurrent-<controller>-syncs=N flags (upstream's names), as {controller: N}."""
+    workers = {}
+    for flag in extra:
+        match = re.fullmatch(r"--concurrent-([a-z-]+)-syncs=(\d+)", flag)
+        if not match:
+            raise SystemExit(f"kubik: unknown flag {flag}")
+        workers[match.group(1).replace("-", "")] = int(match.group(2))
+    return workers
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, extra = build_parser().parse_known_args(argv)
+    args.workers = _concurrency(extra)
     if args.role == "version":
         print(f"kubik v{kubik.__version__}")
         return 0
@@ -115,7 +151,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _controller_manager(args: argparse.Namespace, kubeconfig: str) -> ControllerManager:
+    host, _, port = args.controller_metrics_address.rpartition(":")
+    return ControllerManager(
+        kubeconfig=kubeconfig,
+        controllers=[c.strip() for c in args.controllers.split(",") if c.strip()],
+        workers=args.workers,
+        leader_elect=args.leader_elect == "true",
+        metrics_address=(host or "127.0.0.1", int(port)),
+    )
+
+
 async def _serve(args: argparse.Namespace) -> None:
+    if args.role == "controller-manager":
+        await component.run([_controller_manager(args, args.kubeconfig)])
+        return
     store = StoreService(datastore_endpoint=args.datastore_endpoint, data_dir=args.data_dir)
     api = APIServer(
         store=lambda: store.store,
@@ -124,12 +174,14 @@ async def _serve(args: argparse.Namespace) -> None:
         bind_address=args.bind_address,
         tls_sans=tuple(args.tls_san),
     )
-    if args.role == "server":
-        log.info(
-            "kubik server: store and API server; the scheduler, controllers and node agent "
-            "are not built yet"
-        )
-    await component.run([store, api])
+    if args.role != "server":
+        await component.run([store, api])
+        return
+    log.info(
+        "kubik server: store, API server and controllers; the scheduler and node agent "
+        "are not built yet"
+    )
+    await component.run([store, api, _controller_manager(args, api.kubeconfig)])
 
 
 if __name__ == "__main__":
