@@ -77,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument(
         "--disable-agent", action="store_true", help="run no node agent on this machine"
     )
+    server.add_argument(
+        "--disable-controller-manager",
+        action="store_true",
+        help="run no controllers here (run `kubik controller-manager` elsewhere)",
+    )
 
     agent = roles.add_parser("agent", parents=[shared], help="a worker node joining a server")
     agent.add_argument("--server", required=True, help="the API server URL")
@@ -181,7 +186,10 @@ async def _serve(args: argparse.Namespace) -> None:
         "kubik server: store, API server and controllers; the scheduler and node agent "
         "are not built yet"
     )
-    await component.run([store, api, _controller_manager(args, api.kubeconfig)])
+    components: list[component.Component] = [store, api]
+    if not args.disable_controller_manager:
+        components.append(_controller_manager(args, api.kubeconfig))
+    await component.run(components)
 
 
 if __name__ == "__main__":

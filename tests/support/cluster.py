@@ -70,6 +70,8 @@ class KubikServer:
             str(self.port),
             "--bind-address",
             "127.0.0.1",
+            "--controller-metrics-address",  # many servers may run at once in tests
+            "127.0.0.1:0",
             *self.extra_args,
         ]
         if self.datastore_endpoint:
