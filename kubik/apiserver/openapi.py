@@ -603,6 +603,8 @@ class OpenAPI:
             self.invalidate()
             self._served = served
         if path == "/openapi/v2":
+            if _PROTOBUF_V2 in request.headers.get("accept", ""):
+                return Response(200, _minimal_v2_protobuf(), [], _PROTOBUF_V2_CONTENT_TYPE)
             if self._v2 is None:
                 self._v2 = self._render_v2()
             return _answer(self._v2, request, path)
@@ -703,6 +705,42 @@ class OpenAPI:
                 "security": [{"BearerToken": []}],
             }
         )
+
+
+_PROTOBUF_V2 = "application/com.github.proto-openapi.spec.v2"
+_PROTOBUF_V2_CONTENT_TYPE = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+
+
+def _minimal_v2_protobuf() -> bytes:
+    """The Swagger 2.0 document as gnostic's protobuf `Document`, with only `swagger` (1)
+    and `info` (2: title 1, version 2).
+
+    kubectl 1.27 and 1.28 accept /openapi/v2 only as protobuf; having loaded it,
+    they check /openapi/v3 for `fieldValidation` and leave validation to the
+    server, and `explain` reads v3 too, so this much is all they need.
+    """
+
+    def text(field: int, value: str) -> bytes:
+        return _length_delimited(field, value.encode())
+
+    info = text(1, "Kubernetes") + text(2, schemas.KUBERNETES_VERSION)
+    return text(1, "2.0") + _length_delimited(2, info)
+
+
+def _length_delimited(field: int, payload: bytes) -> bytes:
+    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
 
 
 def _answer(document: _Document, request: Request, path: str) -> Response:

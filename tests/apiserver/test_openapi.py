@@ -428,9 +428,10 @@ def test_kubectl_explains_and_creates_custom_resources(server):
     assert out.strip() == "crontab.stable.example.com/c1 created"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kubectl 1.27-1.28 insist on /openapi/v2 as protobuf, which kubik does not serve yet",
-)
-def test_kubectl_1_28_create(server):
-    server.ok("create", "-f", "-", stdin=POD.format(name="old"), binary=kubectl_version(28))
+@pytest.mark.parametrize("minor", [27, 28])
+def test_old_kubectl_create_apply_explain(server, minor):
+    """1.27 and 1.28 load /openapi/v2 as protobuf before create, apply and explain."""
+    binary = kubectl_version(minor)
+    server.ok("create", "-f", "-", stdin=POD.format(name=f"old{minor}"), binary=binary)
+    server.ok("apply", "-f", "-", stdin=POD.format(name=f"applied{minor}"), binary=binary)
+    assert "containers" in server.ok("explain", "pods.spec", binary=binary)
