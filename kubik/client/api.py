@@ -166,15 +166,22 @@ class Client:
         return await self.request("GET", path_of(resource, namespace) + query)
 
     async def list_all(
-        self, resource: Resource, namespace: str = "", *, label_selector: str = "", page: int = 500
+        self,
+        resource: Resource,
+        namespace: str = "",
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+        page: int = 500,
     ) -> Object:
         """Every object, fetched in pages read at one revision."""
-        first = await self.list(resource, namespace, label_selector=label_selector, limit=page)
+        selectors = {"label_selector": label_selector, "field_selector": field_selector}
+        first = await self.list(resource, namespace, limit=page, **selectors)
         items = list(first.get("items") or [])
         token = first["metadata"].get("continue")
         while token:
             more = await self.list(
-                resource, namespace, label_selector=label_selector, limit=page, continue_token=token
+                resource, namespace, limit=page, continue_token=token, **selectors
             )
             items += more.get("items") or []
             token = more["metadata"].get("continue")

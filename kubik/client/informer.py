@@ -149,7 +149,10 @@ class Informer:
 
     async def _list(self) -> None:
         listing = await self.client.list_all(
-            self.resource, self._namespace, label_selector=self._labels
+            self.resource,
+            self._namespace,
+            label_selector=self._labels,
+            field_selector=self._fields,
         )
         fresh = {key_of(obj): obj for obj in listing.get("items") or []}
         for key in [k for k in self._items if k not in fresh]:
