@@ -48,12 +48,18 @@ class Context:
 class Controller(abc.ABC):
     name: str = "controller"
     workers: int = 5  # --concurrent-<name>-syncs overrides
+    # The event source upstream's controller uses (e.g. "deployment-controller");
+    # empty: the manager's shared recorder ("kube-controller-manager").
+    component: str = ""
 
     def __init__(self, context: Context) -> None:
         self.context = context
         self.client = context.client
         self.informers = context.informers
-        self.recorder = context.recorder
+        self._own_recorder = bool(self.component)
+        self.recorder = (
+            EventRecorder(context.client, self.component) if self.component else context.recorder
+        )
         self.queue = WorkQueue(self.name)
         metrics.track_queue(self.name, self.queue)
 
@@ -79,10 +85,14 @@ class Controller(abc.ABC):
         return {"on_add": add, "on_update": lambda old, new: add(new), "on_delete": add}
 
     async def run(self, workers: int) -> None:
+        if self._own_recorder:
+            self.recorder.start()
         await asyncio.gather(*(self._worker() for _ in range(workers)))
 
     async def stop(self) -> None:
         await self.queue.shutdown()
+        if self._own_recorder:
+            await self.recorder.stop()
 
     async def _worker(self) -> None:
         while True:

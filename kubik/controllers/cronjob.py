@@ -26,7 +26,6 @@ from typing import Any
 
 from kubik.api import builtin, meta
 from kubik.client.api import ApiError
-from kubik.client.events import EventRecorder
 from kubik.client.informer import key_of
 from kubik.controllers import cronschedule
 from kubik.controllers.base import Controller, register
@@ -205,8 +204,6 @@ class CronJobController(Controller):
     component = "cronjob-controller"
 
     def setup(self) -> None:
-        self.recorder = EventRecorder(self.client, self.component)
-        self.recorder.start()
         self.cronjobs = self.informers.informer(CRONJOBS)
         self.jobs = self.informers.informer(JOBS)
         self.jobs.add_index(BY_CONTROLLER, index_by_controller)
@@ -216,10 +213,6 @@ class CronJobController(Controller):
         self.jobs.add_handlers(
             on_add=self._job_added, on_update=self._job_updated, on_delete=self._job_deleted
         )
-
-    async def stop(self) -> None:
-        await super().stop()
-        await self.recorder.stop()
 
     # ------------------------------------------------------------ handlers
 

@@ -33,7 +33,6 @@ import time
 from kubik.api import builtin, meta
 from kubik.api.selectors import label_selector_matches
 from kubik.client.api import ApiError
-from kubik.client.events import EventRecorder
 from kubik.client.informer import key_of
 from kubik.controllers import deployment_util as util
 from kubik.controllers.base import Controller, register
@@ -68,8 +67,6 @@ class DeploymentController(Controller):
     component = "deployment-controller"
 
     def setup(self) -> None:
-        self.recorder = EventRecorder(self.client, self.component)
-        self.recorder.start()
         self.deployments = self.informers.informer(DEPLOYMENTS)
         self.replicasets = self.informers.informer(REPLICA_SETS)
         self.pods = self.informers.informer(PODS)
@@ -81,10 +78,6 @@ class DeploymentController(Controller):
             on_add=self._set_added, on_update=self._set_updated, on_delete=self._set_deleted
         )
         self.pods.add_handlers(on_delete=self._pod_deleted)
-
-    async def stop(self) -> None:
-        await super().stop()
-        await self.recorder.stop()
 
     # ------------------------------------------------------------ handlers
 

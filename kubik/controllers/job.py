@@ -35,7 +35,6 @@ from typing import Any
 
 from kubik.api import builtin, meta
 from kubik.client.api import ApiError
-from kubik.client.events import EventRecorder
 from kubik.client.informer import key_of, split_key
 from kubik.controllers.base import Controller, register
 from kubik.controllers.expectations import Expectations
@@ -372,8 +371,6 @@ class JobController(Controller):
     component = "job-controller"
 
     def setup(self) -> None:
-        self.recorder = EventRecorder(self.client, self.component)
-        self.recorder.start()
         self.jobs = self.informers.informer(JOBS)
         self.pods = self.informers.informer(PODS)
         self.pods.add_index(BY_CONTROLLER, index_by_controller)
@@ -389,10 +386,6 @@ class JobController(Controller):
             on_update=self._pod_updated,
             on_delete=lambda pod: self._pod_deleted(pod, final=True),
         )
-
-    async def stop(self) -> None:
-        await super().stop()
-        await self.recorder.stop()
 
     # ------------------------------------------------------------ handlers
 

@@ -32,7 +32,6 @@ import orjson
 from kubik.api import builtin, meta
 from kubik.api.selectors import label_selector_matches
 from kubik.client.api import ApiError, Client
-from kubik.client.events import EventRecorder
 from kubik.client.informer import key_of, split_key
 from kubik.controllers.base import Controller, register
 from kubik.controllers.expectations import Expectations
@@ -356,8 +355,6 @@ class ReplicaSetController(Controller):
     component = "replicaset-controller"
 
     def setup(self) -> None:
-        self.recorder = EventRecorder(self.client, self.component)
-        self.recorder.start()
         self.expectations = Expectations()
         self.writes = asyncio.Semaphore(IN_FLIGHT)
         self.replicasets = self.informers.informer(REPLICA_SETS)
@@ -371,10 +368,6 @@ class ReplicaSetController(Controller):
         self.pods.add_handlers(
             on_add=self._pod_added, on_update=self._pod_updated, on_delete=self._pod_deleted
         )
-
-    async def stop(self) -> None:
-        await super().stop()
-        await self.recorder.stop()
 
     # ------------------------------------------------------------ handlers
 
