@@ -347,12 +347,10 @@ def _selector_string(selector: Object) -> str:
 
 
 def _set_condition(obj: Object, kind: str, status: str) -> None:
-    conditions = obj.setdefault("status", {}).setdefault("conditions", [])
-    for condition in conditions:
-        if condition.get("type") == kind:
-            condition["status"] = status
-            condition["lastTransitionTime"] = meta.now()
-            return
+    """Replace the condition of that type whole: an old reason and message do not survive."""
+    pod_status = obj.setdefault("status", {})
+    conditions = [c for c in pod_status.get("conditions") or [] if c.get("type") != kind]
     conditions.append(
         {"type": kind, "status": status, "lastProbeTime": None, "lastTransitionTime": meta.now()}
     )
+    pod_status["conditions"] = conditions

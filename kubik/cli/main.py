@@ -21,6 +21,9 @@ import kubik
 from kubik import component
 from kubik.apiserver.server import APIServer
 from kubik.controllers.manager import ControllerManager
+from kubik.hollow import cli as hollow_cli
+from kubik.scheduler import config as scheduler_config
+from kubik.scheduler.scheduler import Scheduler
 from kubik.store import errors as store_errors
 from kubik.store.service import StoreService
 
@@ -31,7 +34,6 @@ DEFAULT_DATA_DIR = "/var/lib/kubik"
 # Roles whose components do not exist yet, and the issue that builds them.
 _NOT_BUILT = {
     "agent": "the kubelet (issue 6)",
-    "scheduler": "the scheduler (issue 5)",
     "kubelet": "the kubelet (issue 6)",
     "proxy": "the service proxy",
 }
@@ -82,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run no controllers here (run `kubik controller-manager` elsewhere)",
     )
+    server.add_argument(
+        "--disable-scheduler",
+        action="store_true",
+        help="run no scheduler here (run `kubik scheduler` elsewhere)",
+    )
 
     agent = roles.add_parser("agent", parents=[shared], help="a worker node joining a server")
     agent.add_argument("--server", required=True, help="the API server URL")
@@ -94,10 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
     manager.add_argument("--kubeconfig", required=True, help="credentials for the API server")
     _controller_flags(manager)
     _controller_flags(server)
-    for role in ("scheduler", "kubelet", "proxy"):
+    scheduler = roles.add_parser("scheduler", parents=[shared], help="the scheduler alone")
+    scheduler.add_argument("--kubeconfig", required=True, help="credentials for the API server")
+    scheduler.add_argument("--config", help="a KubeSchedulerConfiguration file (YAML)")
+    scheduler.add_argument(
+        "--leader-elect",
+        choices=["true", "false"],
+        help="elect a leader among schedulers (default: the configuration's, else true)",
+    )
+    for role in ("kubelet", "proxy"):
         sub = roles.add_parser(role, parents=[shared], help=f"the {role} alone")
         sub.add_argument("--kubeconfig", help="credentials for the API server")
 
+    hollow_cli.add_parser(roles)
     roles.add_parser("version", help="print the version")
     return parser
 
@@ -147,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         asyncio.run(_serve(args))
-    except store_errors.StoreError as exc:
+    except (store_errors.StoreError, scheduler_config.ConfigError) as exc:
         log.error("%s", exc)
         return 1
     except OSError as exc:
@@ -167,9 +183,25 @@ def _controller_manager(args: argparse.Namespace, kubeconfig: str) -> Controller
     )
 
 
+def _scheduler(args: argparse.Namespace, kubeconfig: str) -> Scheduler:
+    """`kubik scheduler` with its --config, or the server's scheduler (default profile)."""
+    leader_elect = None if args.leader_elect is None else args.leader_elect == "true"
+    return Scheduler(
+        kubeconfig=kubeconfig,
+        config=scheduler_config.load(getattr(args, "config", None)),
+        leader_elect=leader_elect,
+    )
+
+
 async def _serve(args: argparse.Namespace) -> None:
+    if args.role == "hollow-nodes":
+        await hollow_cli.serve(args)
+        return
     if args.role == "controller-manager":
         await component.run([_controller_manager(args, args.kubeconfig)])
+        return
+    if args.role == "scheduler":
+        await component.run([_scheduler(args, args.kubeconfig)])
         return
     store = StoreService(datastore_endpoint=args.datastore_endpoint, data_dir=args.data_dir)
     api = APIServer(
@@ -182,13 +214,12 @@ async def _serve(args: argparse.Namespace) -> None:
     if args.role != "server":
         await component.run([store, api])
         return
-    log.info(
-        "kubik server: store, API server and controllers; the scheduler and node agent "
-        "are not built yet"
-    )
+    log.info("kubik server: store, API server, controllers and scheduler; no node agent yet")
     components: list[component.Component] = [store, api]
     if not args.disable_controller_manager:
         components.append(_controller_manager(args, api.kubeconfig))
+    if not args.disable_scheduler:
+        components.append(_scheduler(args, api.kubeconfig))
     await component.run(components)
 
 

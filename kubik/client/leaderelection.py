@@ -63,11 +63,13 @@ class LeaderElector:
             self.leading = True
             work = asyncio.create_task(lead())
             renew = asyncio.create_task(self._keep())
-            done, _ = await asyncio.wait({work, renew}, return_when=asyncio.FIRST_COMPLETED)
-            self.leading = False
-            for task in (work, renew):
-                task.cancel()
-            await asyncio.gather(work, renew, return_exceptions=True)
+            try:
+                done, _ = await asyncio.wait({work, renew}, return_when=asyncio.FIRST_COMPLETED)
+            finally:  # also when this task is cancelled: the work must not outlive it
+                self.leading = False
+                for task in (work, renew):
+                    task.cancel()
+                await asyncio.gather(work, renew, return_exceptions=True)
             if work in done and work.exception() is None:
                 await self._release()
                 return

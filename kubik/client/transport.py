@@ -62,6 +62,9 @@ class Transport:
         self._auth = [("Authorization", f"Bearer {config.token}")] if config.token else []
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self._pool_size = pool_size
+        # at most pool_size requests at once: more would open connections beyond the
+        # pool, each paying a TLS handshake and then being thrown away
+        self._slots = asyncio.Semaphore(pool_size)
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._idle:
@@ -88,9 +91,15 @@ class Transport:
         body: bytes = b"",
         headers: list[tuple[str, str]] | None = None,
     ) -> Answer:
+        async with self._slots:
+            return await self._request(method, path, body, headers or [])
+
+    async def _request(
+        self, method: str, path: str, body: bytes, headers: list[tuple[str, str]]
+    ) -> Answer:
         reader, writer = await self._connect()
         try:
-            writer.write(self._head(method, path, headers or [], body))
+            writer.write(self._head(method, path, headers, body))
             collector = _Collector()
             parser = collector.parser = httptools.HttpResponseParser(collector)
             while not collector.complete:

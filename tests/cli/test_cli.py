@@ -75,6 +75,6 @@ def test_unreachable_etcd_fails_clearly(tmp_path):
 
 
 def test_roles_not_built_yet_say_so():
-    result = run("scheduler")
+    result = run("kubelet")
     assert result.returncode == 2
     assert "not built yet" in result.stderr

@@ -35,7 +35,7 @@ TIMEOUT = 30.0
 def server(tmp_path_factory):
     kubik = KubikServer(
         tmp_path_factory.mktemp("deployment"),
-        extra_args=["--controllers", "replicaset,deployment"],
+        extra_args=["--controllers", "replicaset,deployment", "--disable-scheduler"],
     ).start()
     yield kubik
     kubik.stop()

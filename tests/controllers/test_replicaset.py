@@ -262,7 +262,9 @@ async def test_a_thousand_replicas(client, namespace):
 
 async def test_a_stale_cache_never_creates_twice(tmp_path):
     """The controller in-process on a server without controllers, its pod cache frozen."""
-    bare = KubikServer(tmp_path, extra_args=["--disable-controller-manager"]).start()
+    bare = KubikServer(
+        tmp_path, extra_args=["--disable-controller-manager", "--disable-scheduler"]
+    ).start()
     client = Client.from_kubeconfig(bare.kubeconfig)
     informers = InformerFactory(client)
     controller = ReplicaSetController(Context(client, informers, EventRecorder(client, "test")))

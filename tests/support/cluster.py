@@ -41,11 +41,19 @@ class Result:
 
 
 class KubikServer:
-    def __init__(self, data_dir: Path, *, datastore_endpoint: str = "", extra_args=()) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        datastore_endpoint: str = "",
+        extra_args=(),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.port = free_port()
         self.datastore_endpoint = datastore_endpoint
         self.extra_args = list(extra_args)
+        self.env = dict(env or {})  # added to this process's environment for the server
         self.proc: subprocess.Popen | None = None
         self.log_path = self.data_dir / "server.log"
 
@@ -77,7 +85,9 @@ class KubikServer:
         if self.datastore_endpoint:
             args += ["--datastore-endpoint", self.datastore_endpoint]
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -1,0 +1,60 @@
+"""A real `kubik server` per test module, and a namespace and nodes of each test's own.
+
+The controller manager is left out: without kubelets its node lifecycle
+controller would taint every node not-ready. Nodes a test makes are deleted
+when it ends, so the node counts in "0/N nodes are available" are its own.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from kubik.client.api import ApiError, Client
+from tests.scheduler.live import NAMESPACES, NODES
+from tests.support.cluster import KubikServer
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    kubik = KubikServer(
+        tmp_path_factory.mktemp("scheduler"), extra_args=["--disable-controller-manager"]
+    ).start()
+    yield kubik
+    kubik.stop()
+
+
+@pytest.fixture
+async def client(server):
+    api = Client.from_kubeconfig(server.kubeconfig)
+    yield api
+    await api.close()
+
+
+@pytest.fixture
+async def namespace(client):
+    name = f"sched-{uuid.uuid4().hex[:8]}"
+    await client.create(
+        NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    )
+    return name
+
+
+@pytest.fixture
+async def nodes(client):
+    """make(*node dicts): creates nodes that are deleted when the test ends."""
+    created: list[str] = []
+
+    async def make(*objs: dict) -> None:
+        for obj in objs:
+            await client.create(NODES, obj)
+            created.append(obj["metadata"]["name"])
+
+    yield make
+    for name in created:
+        try:
+            await client.delete(NODES, "", name)
+        except ApiError as exc:
+            if not exc.not_found:
+                raise
