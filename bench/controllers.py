@@ -35,6 +35,7 @@ from tests.support.cluster import KubikServer, free_port  # noqa: E402
 DEPLOYMENTS = builtin.lookup("apps", "v1", "deployments")
 REPLICASETS = builtin.lookup("apps", "v1", "replicasets")
 PODS = builtin.lookup("", "v1", "pods")
+MANAGER: subprocess.Popen | None = None  # the controller manager process, once started
 
 
 def cpu_seconds(pid: int) -> float:
@@ -81,10 +82,12 @@ def deployment(replicas: int, image: str) -> dict:
 
 
 async def wait_until(check, seconds: float = 600.0, every: float = 0.2) -> float:
-    """Seconds until `check()` is true."""
+    """Seconds until `check()` is true; fails at once if the controller manager died."""
     start = time.perf_counter()
     async with asyncio.timeout(seconds):
         while not await check():
+            if MANAGER is not None and MANAGER.poll() is not None:
+                raise RuntimeError("the controller manager exited; see its log")
             await asyncio.sleep(every)
     return time.perf_counter() - start
 
@@ -174,7 +177,8 @@ def main() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="kubik-bench-controllers-"))
     server = KubikServer(data_dir, extra_args=["--disable-controller-manager"]).start()
     log = open(data_dir / "controller-manager.log", "ab")  # noqa: SIM115
-    manager = subprocess.Popen(
+    global MANAGER
+    manager = MANAGER = subprocess.Popen(
         [
             sys.executable,
             "-m",
