@@ -1395,7 +1395,11 @@ DEPLOYMENT = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    kubik = KubikServer(tmp_path_factory.mktemp("kubik-tables")).start()
+    # no controllers: the rows show the objects exactly as the test made them
+    kubik = KubikServer(
+        tmp_path_factory.mktemp("kubik-tables"),
+        extra_args=["--disable-controller-manager", "--disable-scheduler"],
+    ).start()
     yield kubik
     kubik.stop()
 
