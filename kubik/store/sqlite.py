@@ -594,7 +594,10 @@ class SqliteStore(Store):
                     upto = self._revision
                     continue
                 if item is None:
-                    yield Event(EventType.PROGRESS, self._revision)
+                    # Only with nothing queued is self._revision fully delivered: an
+                    # event published as the wait timed out must come before progress.
+                    if watcher.queue.empty():
+                        yield Event(EventType.PROGRESS, self._revision)
                 elif item.revision > delivered:
                     delivered = item.revision
                     yield item
