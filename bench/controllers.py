@@ -116,7 +116,7 @@ async def run(server: KubikServer, manager: subprocess.Popen, args) -> None:
         )
         available = await wait_until(lambda: _status_is(status, replicas, replicas))
         print(f"  ... and all available (scheduled, hollow-Ready)   {available:6.1f} s", flush=True)
-        await client.patch(
+        updated = await client.patch(
             DEPLOYMENTS,
             "default",
             "bench",
@@ -129,7 +129,8 @@ async def run(server: KubikServer, manager: subprocess.Popen, args) -> None:
             },
             patch_type="strategic",
         )
-        rolled = await wait_until(lambda: _rolled_out(status, replicas))
+        generation = updated["metadata"]["generation"]
+        rolled = await wait_until(lambda: _rolled_out(status, replicas, generation))
         print(f"  rolling update to completion (25%/25%)         {rolled:6.1f} s", flush=True)
         await client.delete(DEPLOYMENTS, "default", "bench", propagation_policy="Background")
 
@@ -160,10 +161,11 @@ async def _status_is(status, replicas: int, available: int) -> bool:
     )
 
 
-async def _rolled_out(status, replicas: int) -> bool:
+async def _rolled_out(status, replicas: int, generation: int) -> bool:
     current = await status()
     return (
-        current.get("updatedReplicas") == replicas
+        current.get("observedGeneration", 0) >= generation
+        and current.get("updatedReplicas") == replicas
         and current.get("availableReplicas") == replicas
         and current.get("replicas") == replicas
     )
