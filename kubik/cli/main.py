@@ -137,6 +137,10 @@ def _controller_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# upstream flag stems whose controller is named otherwise
+_SYNC_FLAG_ALIASES = {"gc": "garbagecollector", "serviceendpoint": "endpointslice"}
+
+
 def _concurrency(extra: list[str]) -> dict[str, int]:
     """--concurrent-<controller>-syncs=N flags (upstream's names), as {controller: N}."""
     workers = {}
@@ -144,7 +148,8 @@ def _concurrency(extra: list[str]) -> dict[str, int]:
         match = re.fullmatch(r"--concurrent-([a-z-]+)-syncs=(\d+)", flag)
         if not match:
             raise SystemExit(f"kubik: unknown flag {flag}")
-        workers[match.group(1).replace("-", "")] = int(match.group(2))
+        name = match.group(1).replace("-", "")
+        workers[_SYNC_FLAG_ALIASES.get(name, name)] = int(match.group(2))
     return workers
 
 

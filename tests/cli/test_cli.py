@@ -78,3 +78,22 @@ def test_roles_not_built_yet_say_so():
     result = run("kubelet")
     assert result.returncode == 2
     assert "not built yet" in result.stderr
+
+
+def test_concurrent_sync_flags_use_upstream_names():
+    from kubik.cli.main import _concurrency
+
+    assert _concurrency(
+        [
+            "--concurrent-gc-syncs=3",
+            "--concurrent-service-endpoint-syncs=2",
+            "--concurrent-cron-job-syncs=1",
+            "--concurrent-deployment-syncs=9",
+        ]
+    ) == {"garbagecollector": 3, "endpointslice": 2, "cronjob": 1, "deployment": 9}
+
+
+def test_unknown_flags_are_refused():
+    result = run("controller-manager", "--kubeconfig", "/nonexistent", "--bogus=1")
+    assert result.returncode != 0
+    assert "--bogus=1" in result.stderr
