@@ -13,6 +13,7 @@ import copy
 from typing import Any
 
 from kubik.api import defaults, meta, validation
+from kubik.api.kinds import qos
 from kubik.api.registry import Resource
 
 Object = dict[str, Any]
@@ -58,6 +59,8 @@ def prepare_create(resource: Resource, obj: Object) -> None:
         else:
             obj.pop("status", None)
     defaults.apply(resource, obj, creating=True)
+    if resource.kind == "Pod" and not resource.group:
+        obj["status"]["qosClass"] = qos.qos_class(obj.get("spec") or {})
 
 
 def prepare_update(resource: Resource, new: Object, old: Object) -> None:
