@@ -10,10 +10,7 @@ history limits); with `suspend: true` they get no pods.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
-import time
-import uuid
 
 import pytest
 
@@ -24,6 +21,7 @@ from kubik.controllers import cronjob as cronjobs
 from kubik.controllers import cronschedule
 from kubik.controllers.base import Context
 from tests.support.cluster import KubikServer
+from tests.support.polling import eventually
 
 NAMESPACES = builtin.lookup("", "v1", "namespaces")
 JOBS = builtin.lookup("batch", "v1", "jobs")
@@ -40,33 +38,7 @@ def server(tmp_path_factory):
     kubik.stop()
 
 
-@pytest.fixture
-async def client(server):
-    api = Client.from_kubeconfig(server.kubeconfig)
-    yield api
-    await api.close()
-
-
-@pytest.fixture
-async def namespace(client):
-    name = f"cron-{uuid.uuid4().hex[:8]}"
-    await client.create(
-        NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-    )
-    return name
-
-
 # ------------------------------------------------------------------ helpers
-
-
-async def eventually(check, what: str):
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        value = await check()
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def stamp(moment: datetime.datetime) -> str:

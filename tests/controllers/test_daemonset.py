@@ -8,16 +8,13 @@ finished off (a bound pod is deleted gracefully, waiting for its kubelet).
 
 from __future__ import annotations
 
-import asyncio
-import time
-import uuid
-
 import pytest
 
 from kubik.api import builtin, meta
 from kubik.client.api import ApiError, Client
 from kubik.controllers.daemonset import should_run
 from tests.support.cluster import KubikServer
+from tests.support.polling import eventually
 
 NAMESPACES = builtin.lookup("", "v1", "namespaces")
 NODES = builtin.lookup("", "v1", "nodes")
@@ -39,34 +36,7 @@ def server(tmp_path_factory):
     kubik.stop()
 
 
-@pytest.fixture
-async def client(server):
-    api = Client.from_kubeconfig(server.kubeconfig)
-    yield api
-    await api.close()
-
-
-@pytest.fixture
-async def namespace(client):
-    name = f"ds-{uuid.uuid4().hex[:8]}"
-    await client.create(
-        NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-    )
-    return name
-
-
 # ------------------------------------------------------------------ helpers
-
-
-async def eventually(check, what: str):
-    """Poll `check` (async, returning a truthy value when done) until it passes."""
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        value = await check()
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def add_node(client: Client, name: str, labels: dict, **spec) -> None:

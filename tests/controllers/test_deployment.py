@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 import uuid
 
 import pytest
@@ -22,6 +21,7 @@ from kubik.client.api import Client
 from kubik.controllers import deployment_util as util
 from tests.support.cluster import KubikServer
 from tests.support.fake_kubelet import FakeKubelet, Readiness, run_pods
+from tests.support.polling import eventually
 
 NAMESPACES = builtin.lookup("", "v1", "namespaces")
 PODS = builtin.lookup("", "v1", "pods")
@@ -39,22 +39,6 @@ def server(tmp_path_factory):
     ).start()
     yield kubik
     kubik.stop()
-
-
-@pytest.fixture
-async def client(server):
-    api = Client.from_kubeconfig(server.kubeconfig)
-    yield api
-    await api.close()
-
-
-@pytest.fixture
-async def namespace(client):
-    name = f"deploy-{uuid.uuid4().hex[:8]}"
-    await client.create(
-        NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-    )
-    return name
 
 
 @contextlib.asynccontextmanager
@@ -81,17 +65,6 @@ async def rolled_out(server: KubikServer, namespace: str, name: str = "web") -> 
     )
     assert result.stdout.splitlines()[-1] == f'deployment "{name}" successfully rolled out'
     return result.stdout
-
-
-async def eventually(check, what: str):
-    """Poll `check` (async, truthy when done) until it passes."""
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        value = await check()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def deployment(name: str, replicas: int, image: str = "nginx:1.25", **spec) -> dict:

@@ -7,9 +7,6 @@ the kubelet (pods bound at creation, their IPs and readiness patched in).
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import pytest
 
 from kubik.api import builtin
@@ -17,6 +14,7 @@ from kubik.client.api import ApiError, Client
 from kubik.controllers import endpoints as ep
 from kubik.controllers import endpointslice as eps
 from tests.support.cluster import KubikServer, free_port
+from tests.support.polling import eventually
 
 NODES = builtin.lookup("", "v1", "nodes")
 PODS = builtin.lookup("", "v1", "pods")
@@ -196,25 +194,6 @@ def server(tmp_path_factory):
     ).start()
     yield kubik
     kubik.stop()
-
-
-@pytest.fixture
-async def client(server):
-    client = Client.from_kubeconfig(server.kubeconfig)
-    yield client
-    await client.close()
-
-
-async def eventually(check, what: str, seconds: float = 20):
-    """Poll `check` (an async function returning a truthy value) until it holds."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}: last saw {value!r}")
-        await asyncio.sleep(0.1)
 
 
 async def ensure_node(client: Client, name: str, zone: str) -> None:

@@ -8,16 +8,13 @@ pods are replaced within the test's patience.
 
 from __future__ import annotations
 
-import asyncio
-import time
-import uuid
-
 import pytest
 
 from kubik.api import builtin, meta
 from kubik.client.api import Client
 from kubik.controllers import job as jobs
 from tests.support.cluster import KubikServer
+from tests.support.polling import eventually
 
 NAMESPACES = builtin.lookup("", "v1", "namespaces")
 PODS = builtin.lookup("", "v1", "pods")
@@ -35,34 +32,7 @@ def server(tmp_path_factory):
     kubik.stop()
 
 
-@pytest.fixture
-async def client(server):
-    api = Client.from_kubeconfig(server.kubeconfig)
-    yield api
-    await api.close()
-
-
-@pytest.fixture
-async def namespace(client):
-    name = f"job-{uuid.uuid4().hex[:8]}"
-    await client.create(
-        NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-    )
-    return name
-
-
 # ------------------------------------------------------------------ helpers
-
-
-async def eventually(check, what: str):
-    """Poll `check` (async, returning a truthy value when done) until it passes."""
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        value = await check()
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def job_manifest(name: str, **spec) -> dict:

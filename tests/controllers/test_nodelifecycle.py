@@ -9,7 +9,6 @@ kubelets (a Lease renewed, the Ready condition posted).
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -17,6 +16,7 @@ from kubik.api import builtin, meta
 from kubik.client.api import ApiError, Client
 from kubik.controllers import nodelifecycle as lifecycle
 from tests.support.cluster import KubikServer, free_port
+from tests.support.polling import eventually
 
 NODES = builtin.lookup("", "v1", "nodes")
 PODS = builtin.lookup("", "v1", "pods")
@@ -140,25 +140,6 @@ def server(tmp_path_factory):
     ).start()
     yield kubik
     kubik.stop()
-
-
-@pytest.fixture
-async def client(server):
-    client = Client.from_kubeconfig(server.kubeconfig)
-    yield client
-    await client.close()
-
-
-async def eventually(check, what: str, seconds: float = 30):
-    """Poll `check` (an async function returning a truthy value) until it holds."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 class Heartbeat:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 
 import pytest
 
@@ -23,6 +22,7 @@ from kubik.controllers.expectations import Expectations
 from kubik.controllers.replicaset import ReplicaSetController, pods_to_delete, slow_start
 from tests.support.cluster import KubikServer
 from tests.support.fake_kubelet import run_pods
+from tests.support.polling import eventually
 
 NAMESPACES = builtin.lookup("", "v1", "namespaces")
 PODS = builtin.lookup("", "v1", "pods")
@@ -40,22 +40,6 @@ def server(tmp_path_factory):
     kubik.stop()
 
 
-@pytest.fixture
-async def client(server):
-    api = Client.from_kubeconfig(server.kubeconfig)
-    yield api
-    await api.close()
-
-
-@pytest.fixture
-async def namespace(client):
-    name = f"rs-{uuid.uuid4().hex[:8]}"
-    await client.create(
-        NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-    )
-    return name
-
-
 @contextlib.asynccontextmanager
 async def kubelet(client: Client, namespace: str):
     task = asyncio.create_task(run_pods(client, namespace=namespace))
@@ -65,17 +49,6 @@ async def kubelet(client: Client, namespace: str):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-async def eventually(check, what: str, seconds: float = TIMEOUT):
-    """Poll `check` (async, truthy when done) until it passes."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = await check()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def replica_set(name: str, replicas: int, image: str = "nginx:1.25", **spec) -> dict:

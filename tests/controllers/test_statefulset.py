@@ -7,8 +7,6 @@ OrderedReady set move on, and finishes the graceful deletion of bound pods.
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 
 import pytest
@@ -17,6 +15,7 @@ from kubik.api import builtin, meta
 from kubik.client.api import ApiError, Client
 from kubik.controllers import revisions
 from tests.support.cluster import KubikServer
+from tests.support.polling import eventually
 
 NAMESPACES = builtin.lookup("", "v1", "namespaces")
 NODES = builtin.lookup("", "v1", "nodes")
@@ -40,13 +39,6 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture
-async def client(server):
-    api = Client.from_kubeconfig(server.kubeconfig)
-    yield api
-    await api.close()
-
-
-@pytest.fixture
 async def namespace(client):
     name = f"sts-{uuid.uuid4().hex[:8]}"
     await client.create(
@@ -64,17 +56,6 @@ async def namespace(client):
 
 
 # ------------------------------------------------------------------ helpers
-
-
-async def eventually(check, what: str):
-    """Poll `check` (async, returning a truthy value when done) until it passes."""
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        value = await check()
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def pods_of(client: Client, namespace: str) -> dict[str, dict]:
