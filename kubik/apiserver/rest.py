@@ -485,6 +485,16 @@ class RestHandler:
         status_only: bool,
     ) -> Object | None:
         resource = target.resource
+        uid = (new.get("metadata") or {}).get("uid")
+        if uid and uid != current["metadata"].get("uid"):
+            # a write naming another incarnation of the object (deleted and made again)
+            raise errors.conflict(
+                resource.plural,
+                resource.group,
+                target.name,
+                f"Precondition failed: UID in precondition: {uid}, UID in object meta: "
+                f"{current['metadata'].get('uid')}",
+            )
         if status_only:
             new = strategy.prepare_status_update(new, current)
         else:

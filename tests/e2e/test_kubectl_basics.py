@@ -173,3 +173,28 @@ def test_official_python_client(server):
         ("DELETED", "from-python", {"k": "v2"}),
     ]
     api_client.close()
+
+
+def test_a_write_naming_another_uid_is_a_conflict(server):
+    """A patch or update that carries a uid only applies to that incarnation."""
+    server.ok("create", "configmap", "incarnation", "--from-literal=a=1")
+    stale = server.kubectl(
+        "patch",
+        "configmap",
+        "incarnation",
+        "--type=merge",
+        "-p",
+        '{"metadata":{"uid":"00000000-0000-0000-0000-000000000000"},"data":{"a":"2"}}',
+    )
+    assert stale.returncode == 1
+    assert "Precondition failed: UID in precondition" in stale.stderr
+    uid = server.ok("get", "configmap", "incarnation", "-o", "jsonpath={.metadata.uid}")
+    server.ok(
+        "patch",
+        "configmap",
+        "incarnation",
+        "--type=merge",
+        "-p",
+        json.dumps({"metadata": {"uid": uid}, "data": {"a": "3"}}),
+    )
+    assert server.ok("get", "configmap", "incarnation", "-o", "jsonpath={.data.a}") == "3"
