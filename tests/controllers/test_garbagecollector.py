@@ -13,30 +13,9 @@ import time
 import pytest
 
 from tests.support.cluster import KubikServer
+from tests.support.crds import open_crd
 
-WIDGETS_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "widgets.gc.example.com"},
-    "spec": {
-        "group": "gc.example.com",
-        "scope": "Namespaced",
-        "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-        ],
-    },
-}
+WIDGETS_CRD = open_crd("gc.example.com", "Widget", "widgets")
 
 
 @pytest.fixture(scope="module")

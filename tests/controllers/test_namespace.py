@@ -8,30 +8,9 @@ import pytest
 
 from tests.controllers.test_garbagecollector import create, get, wait_for
 from tests.support.cluster import KubikServer
+from tests.support.crds import open_crd
 
-GADGETS_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "gadgets.ns.example.com"},
-    "spec": {
-        "group": "ns.example.com",
-        "scope": "Namespaced",
-        "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-        ],
-    },
-}
+GADGETS_CRD = open_crd("ns.example.com", "Gadget", "gadgets")
 
 
 @pytest.fixture(scope="module")

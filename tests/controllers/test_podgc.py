@@ -33,13 +33,6 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture
-async def client(server):
-    client = Client.from_kubeconfig(server.kubeconfig)
-    yield client
-    await client.close()
-
-
-@pytest.fixture
 async def controller(client):
     factory = InformerFactory(client)
     controller = podgc.PodGCController(

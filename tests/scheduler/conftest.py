@@ -7,12 +7,10 @@ when it ends, so the node counts in "0/N nodes are available" are its own.
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
-from kubik.client.api import ApiError, Client
-from tests.scheduler.live import NAMESPACES, NODES
+from kubik.client.api import ApiError
+from tests.scheduler.live import NODES
 from tests.support.cluster import KubikServer
 
 
@@ -23,22 +21,6 @@ def server(tmp_path_factory):
     ).start()
     yield kubik
     kubik.stop()
-
-
-@pytest.fixture
-async def client(server):
-    api = Client.from_kubeconfig(server.kubeconfig)
-    yield api
-    await api.close()
-
-
-@pytest.fixture
-async def namespace(client):
-    name = f"sched-{uuid.uuid4().hex[:8]}"
-    await client.create(
-        NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-    )
-    return name
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Fixtures every controller test module shares; each module brings its own `server`."""
+"""Fixtures test modules share; each module that uses them brings its own `server`."""
 
 from __future__ import annotations
 
