@@ -4,11 +4,19 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 # etcd-server: the etcd backend and its tests run a real etcd.
-APT_PACKAGES := etcd-server etcd-client
+# containerd, runc, containernetworking-plugins, iptables: the node agent runs pods on them.
+# umoci, skopeo, busybox-static, gcc: the images kubik builds offline at set-up.
+# docker-registry: the tests pull through a real local registry.
+APT_PACKAGES := etcd-server etcd-client containerd runc containernetworking-plugins \
+	iptables nftables umoci skopeo busybox-static gcc libc6-dev docker-registry
 
-.PHONY: setup system-packages run test lint bench
+.PHONY: setup system-packages images run test lint bench
 
-setup: system-packages $(VENV)/.installed
+setup: system-packages $(VENV)/.installed images
+
+# The pause and busybox images every node imports; rebuilt only when their inputs change.
+images: $(VENV)/.installed
+	$(VENV)/bin/kubik images build
 
 system-packages:
 	@missing=""; \
