@@ -10,7 +10,18 @@ them; `--all-in-one` runs the scheduler inside the server process instead.
 The figure is printed beside the anchor it answers: scheduler_perf's
 SchedulingBasic threshold, 680 pods/s at 5000 nodes (Go, large machines).
 
+Other scenarios (`--scenarios`), each against its own scheduler_perf anchor,
+with nodes in three zones: "pod anti-affinity" (every pod keeps away from
+the others' nodes, as SchedulingPodAntiAffinity) and "topology spread"
+(zone spreading, maxSkew 5, DoNotSchedule, as TopologySpreading). Each
+run prints pods/s and the p99 of a pod's time from its create call to its
+binding seen in the watch. "preemption" is PreemptionBasic: every node is
+first filled with four low-priority pods (900m CPU each), then one pod of
+priority 10 per node (3 CPUs) must evict three of them to fit; pods/s
+counts those, from create to bound, preemption and all.
+
 Usage: .venv/bin/python bench/scheduler.py [--nodes 500,5000] [--pods 2000] [--all-in-one]
+       [--scenarios basic,anti-affinity,spread,preemption]
 """
 
 from __future__ import annotations
@@ -23,10 +34,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.store import percentile  # noqa: E402
 from kubik.api import builtin  # noqa: E402
 from kubik.client.api import Client  # noqa: E402
 from tests.support.cluster import KubikServer  # noqa: E402
@@ -34,17 +48,22 @@ from tests.support.cluster import KubikServer  # noqa: E402
 NODES = builtin.lookup("", "v1", "nodes")
 PODS = builtin.lookup("", "v1", "pods")
 NAMESPACES = builtin.lookup("", "v1", "namespaces")
+PRIORITY_CLASSES = builtin.lookup("scheduling.k8s.io", "v1", "priorityclasses")
 ANCHOR = "anchor: SchedulingBasic 5000 nodes, 680 pods/s (Go, scheduler_perf)"
+HOSTNAME = "kubernetes.io/hostname"
 NAMESPACE = "bench"
 CONCURRENCY = 32
 
 
-def node(name: str) -> dict:
+def node(name: str, zone: str = "") -> dict:
     resources = {"cpu": "4", "memory": "32Gi", "pods": "110"}
+    labels = {"kubernetes.io/hostname": name}
+    if zone:
+        labels["topology.kubernetes.io/zone"] = zone
     return {
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+        "metadata": {"name": name, "labels": labels},
         "status": {
             "capacity": resources,
             "allocatable": resources,
@@ -70,6 +89,101 @@ def pod(name: str) -> dict:
     }
 
 
+def anti_affinity_pod(name: str) -> dict:
+    """scheduler_perf's pod-with-pod-anti-affinity: one such pod per node."""
+    obj = pod(name)
+    obj["metadata"]["labels"] = {"color": "green"}
+    term = {"labelSelector": {"matchLabels": {"color": "green"}}, "topologyKey": HOSTNAME}
+    obj["spec"]["affinity"] = {
+        "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}
+    }
+    return obj
+
+
+def spread_pod(name: str) -> dict:
+    """scheduler_perf's pod-with-topology-spreading: zones at most 5 pods apart."""
+    obj = pod(name)
+    obj["metadata"]["labels"] = {"color": "blue"}
+    obj["spec"]["topologySpreadConstraints"] = [
+        {
+            "maxSkew": 5,
+            "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"color": "blue"}},
+        }
+    ]
+    return obj
+
+
+@dataclass(frozen=True)
+class Scenario:
+    title: str
+    make_pod: Callable[[str], dict]
+    zones: int  # nodes are spread over this many zones (0: no zone label)
+    anchor: str
+    # what the cluster holds before the measured pods come: prepare(client, nodes)
+    prepare: Callable[[Client, int], Awaitable[None]] | None = None
+    pods_per_node: int = 0  # measured pods per node, instead of --pods (0: --pods)
+
+
+LOW_NAMESPACE = "bench-low"  # the victims: a namespace of their own, out of the watch's sight
+
+
+def high_priority_pod(name: str) -> dict:
+    """scheduler_perf's pod-high-priority: 3 CPUs, priority 10 (through its class)."""
+    obj = pod(name)
+    obj["spec"]["priorityClassName"] = "bench-high"
+    obj["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "3"
+    return obj
+
+
+async def fill_with_low_priority_pods(client: Client, nodes: int) -> None:
+    """scheduler_perf's pod-low-priority, four per node (3.6 of 4 CPUs), all bound."""
+    high = {"kind": "PriorityClass", "metadata": {"name": "bench-high"}, "value": 10}
+    await client.create(PRIORITY_CLASSES, {"apiVersion": "scheduling.k8s.io/v1", **high})
+    await client.create(NAMESPACES, {"metadata": {"name": LOW_NAMESPACE}})
+
+    async def create(i: int) -> None:
+        obj = pod(f"low-{i:05}")
+        obj["metadata"]["namespace"] = LOW_NAMESPACE
+        obj["spec"]["terminationGracePeriodSeconds"] = 0
+        obj["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "900m"
+        await client.create(PODS, obj)
+
+    await in_parallel(4 * nodes, create)
+    while True:
+        items = (await client.list(PODS, LOW_NAMESPACE))["items"]
+        if sum(1 for p in items if p["spec"].get("nodeName")) == 4 * nodes:
+            return
+        await asyncio.sleep(1.0)
+
+
+SCENARIOS = {
+    "basic": Scenario("basic", pod, 0, ANCHOR),
+    "anti-affinity": Scenario(
+        "pod anti-affinity",
+        anti_affinity_pod,
+        3,
+        "anchor: SchedulingPodAntiAffinity 5000 nodes, 60 pods/s (Go, scheduler_perf)",
+    ),
+    "spread": Scenario(
+        "topology spread",
+        spread_pod,
+        3,
+        "anchor: TopologySpreading 5000 nodes, 460 pods/s (Go, scheduler_perf)",
+    ),
+    "preemption": Scenario(
+        "preemption (one pod per node)",
+        high_priority_pod,
+        0,
+        "anchor: PreemptionAsync 5000 nodes, 570 pods/s (Go, scheduler_perf; "
+        "PreemptionBasic has no threshold)",
+        prepare=fill_with_low_priority_pods,
+        pods_per_node=1,
+    ),
+}
+
+
 async def in_parallel(count: int, make) -> None:
     """Call `make(i)` for i in range(count), CONCURRENCY at a time."""
     indexes = iter(range(count))
@@ -88,18 +202,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def measure(kubeconfig: str, nodes: int, pods: int, scheduler_pid: int) -> dict:
+async def measure(
+    kubeconfig: str, nodes: int, pods: int, scheduler_pid: int, scenario: Scenario
+) -> dict:
     client = Client.from_kubeconfig(kubeconfig, pool_size=CONCURRENCY)
+
+    def zone(i: int) -> str:
+        return f"zone-{i % scenario.zones}" if scenario.zones else ""
+
     try:
         started = time.perf_counter()
-        await in_parallel(nodes, lambda i: client.create(NODES, node(f"node-{i:05}")))
+        await in_parallel(nodes, lambda i: client.create(NODES, node(f"node-{i:05}", zone(i))))
         nodes_took = time.perf_counter() - started
         await client.create(
             NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
         )
         await asyncio.sleep(2.0)  # the scheduler's informers have the nodes
+        if scenario.prepare is not None:
+            await scenario.prepare(client, nodes)
         version = (await client.list(PODS, NAMESPACE))["metadata"]["resourceVersion"]
-        bound: set[str] = set()
+        bound: dict[str, float] = {}  # pod → when its binding was seen
+        sent: dict[str, float] = {}  # pod → when its create call started
         all_bound = asyncio.Event()
 
         async def watch() -> None:
@@ -107,7 +230,7 @@ async def measure(kubeconfig: str, nodes: int, pods: int, scheduler_pid: int) ->
                 PODS, NAMESPACE, resource_version=version, timeout_seconds=3600
             ):
                 if kind != "BOOKMARK" and obj["spec"].get("nodeName"):
-                    bound.add(obj["metadata"]["name"])
+                    bound.setdefault(obj["metadata"]["name"], time.perf_counter())
                     if len(bound) == pods:
                         all_bound.set()
                         return
@@ -115,22 +238,29 @@ async def measure(kubeconfig: str, nodes: int, pods: int, scheduler_pid: int) ->
         watcher = asyncio.create_task(watch())
         cpu_before = cpu_seconds(scheduler_pid)
         first = time.perf_counter()
-        await in_parallel(pods, lambda i: client.create(PODS, pod(f"pod-{i:05}")))
-        created = time.perf_counter() - first
+
+        async def create(i: int) -> None:
+            name = f"pod-{i:05}"
+            sent[name] = time.perf_counter()
+            await client.create(PODS, scenario.make_pod(name))
+
+        await in_parallel(pods, create)
+        creating = time.perf_counter() - first
         await asyncio.wait_for(all_bound.wait(), timeout=max(120.0, pods / 10))
         took = time.perf_counter() - first
         watcher.cancel()
         return {
             "nodes_per_s": nodes / nodes_took,
-            "created_per_s": pods / created,
+            "created_per_s": pods / creating,
             "pods_per_s": pods / took,
             "cpu_ms_per_pod": (cpu_seconds(scheduler_pid) - cpu_before) * 1000 / pods,
+            "p99_ms": percentile([bound[n] - sent[n] for n in bound], 99) * 1000,
         }
     finally:
         await client.close()
 
 
-def run_one(nodes: int, pods: int, all_in_one: bool) -> dict:
+def run_one(nodes: int, pods: int, all_in_one: bool, scenario: Scenario) -> dict:
     extra = ["--disable-controller-manager"]
     if not all_in_one:
         extra.append("--disable-scheduler")
@@ -143,13 +273,14 @@ def run_one(nodes: int, pods: int, all_in_one: bool) -> dict:
             log = open(data_dir / "scheduler.log", "wb")  # noqa: SIM115 - closed below
             scheduler = subprocess.Popen(
                 [sys.executable, "-m", "kubik.cli.main", "scheduler"]
-                + ["--kubeconfig", server.kubeconfig, "--leader-elect", "false"],
+                + ["--kubeconfig", server.kubeconfig, "--leader-elect", "false"]
+                + ["--metrics-address", "127.0.0.1:0"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
             log.close()
             pid = scheduler.pid
-        return asyncio.run(measure(server.kubeconfig, nodes, pods, pid))
+        return asyncio.run(measure(server.kubeconfig, nodes, pods, pid, scenario))
     finally:
         if scheduler is not None:
             scheduler.send_signal(signal.SIGTERM)
@@ -164,19 +295,30 @@ def main() -> None:
     parser.add_argument(
         "--all-in-one", action="store_true", help="the scheduler inside the server process"
     )
+    parser.add_argument(
+        "--scenarios",
+        default="basic",
+        help=f"comma-separated, of: {', '.join(SCENARIOS)}",
+    )
     args = parser.parse_args()
     layout = "scheduler in the server process" if args.all_in_one else "scheduler process"
     print(f"scheduler benchmark ({layout}; {os.cpu_count()} CPUs), {args.pods} pods per run")
-    for count in [int(n) for n in args.nodes.split(",")]:
-        figures = run_one(count, args.pods, args.all_in_one)
-        print(
-            f"  {count:>5} nodes: {figures['pods_per_s']:6.0f} pods/s scheduled"
-            f"   (pods created at {figures['created_per_s']:.0f}/s;"
-            f" scheduler CPU {figures['cpu_ms_per_pod']:.2f} ms/pod;"
-            f" nodes created at {figures['nodes_per_s']:.0f}/s)",
-            flush=True,
-        )
-    print(f"  {ANCHOR}")
+    for name in args.scenarios.split(","):
+        scenario = SCENARIOS[name]
+        if scenario.title != "basic":
+            print(f" {scenario.title}:")
+        for count in [int(n) for n in args.nodes.split(",")]:
+            pods = count * scenario.pods_per_node or args.pods
+            figures = run_one(count, pods, args.all_in_one, scenario)
+            print(
+                f"  {count:>5} nodes: {figures['pods_per_s']:6.0f} pods/s scheduled"
+                f", p99 {figures['p99_ms']:.0f} ms"
+                f"   (pods created at {figures['created_per_s']:.0f}/s;"
+                f" scheduler CPU {figures['cpu_ms_per_pod']:.2f} ms/pod;"
+                f" nodes created at {figures['nodes_per_s']:.0f}/s)",
+                flush=True,
+            )
+        print(f"  {scenario.anchor}")
 
 
 if __name__ == "__main__":

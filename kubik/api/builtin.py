@@ -290,6 +290,16 @@ BUILTIN: tuple[Resource, ...] = (
         ("pc",),
         schema_name="io.k8s.api.scheduling.v1.PriorityClass",
     ),
+    # storage.k8s.io/v1
+    Resource(
+        "storage.k8s.io",
+        "v1",
+        "StorageClass",
+        "storageclasses",
+        False,
+        ("sc",),
+        schema_name="io.k8s.api.storage.v1.StorageClass",
+    ),
     # rbac.authorization.k8s.io/v1 (stored and served; enforcement comes later)
     Resource(
         "rbac.authorization.k8s.io",

@@ -25,6 +25,7 @@ class NodeNetwork:
         self.ip = f"{net}{index % _HOSTS + 1}"
         block = (_FIRST_POD_BLOCK + index) % (1 << 16)
         self.prefix = f"10.{block >> 8}.{block & 255}."
+        self.cidr = f"{self.prefix}0/24"
         self._held: dict[str, str] = {}  # pod key → IP
 
     def assign(self, key: str) -> str:
@@ -37,7 +38,7 @@ class NodeNetwork:
             if ip not in used:
                 self._held[key] = ip
                 return ip
-        raise RuntimeError(f"no free pod IP left in {self.prefix}0/24")
+        raise RuntimeError(f"no free pod IP left in {self.cidr}")
 
     def hold(self, key: str, ip: str) -> None:
         """Record an IP a pod already has (a pod started before this process did)."""

@@ -154,7 +154,8 @@ class HollowNodes(component.Component):
             "apiVersion": "v1",
             "kind": "Node",
             "metadata": {"name": name, "labels": labels},
-            "spec": {},
+            # Its own pod CIDR, so the node IPAM controller's range is left to real nodes.
+            "spec": {"podCIDR": self._networks[name].cidr, "podCIDRs": [self._networks[name].cidr]},
             "status": self._status(name, None),
         }
 

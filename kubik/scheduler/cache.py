@@ -11,13 +11,18 @@ The cycle runs without awaiting, so plugins read this cache directly: no
 snapshot is copied per pod. Nodes are listed zone by zone in turn (upstream's
 node tree), so that a cycle that stops after enough feasible nodes still
 looks across zones.
+
+Plugins that look at other pods (inter-pod affinity, topology spread) read
+indexes kept as pods come and go, instead of walking every node: the pods
+of a namespace, the pods with pod (anti-)affinity terms, and how many nodes
+carry each value of a label.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +33,8 @@ log = logging.getLogger(__name__)
 Object = dict[str, Any]
 
 DEFAULT_ASSUMED_TTL = 900.0
+
+Placed = tuple[PodInfo, NodeInfo]  # a pod and the node it is on (whose Node may be unknown)
 
 
 @dataclass(slots=True)
@@ -51,6 +58,11 @@ class Cache:
         self._soft_tainted: set[str] = set()  # nodes with PreferNoSchedule taints
         self._cordoned: set[str] = set()  # unschedulable nodes
         self._ordered: list[NodeInfo] | None = None
+        # pods placed on nodes, with their NodeInfo: by namespace, and those with pod affinity
+        self._by_namespace: dict[str, dict[str, Placed]] = {}
+        self._with_affinity: dict[str, Placed] = {}
+        self._with_required_anti_affinity: dict[str, Placed] = {}
+        self._label_values: dict[str, dict[str, int]] = {}  # label → value → nodes with it
 
     # -------------------------------------------------------------- reads
 
@@ -83,6 +95,25 @@ class Cache:
         """On how many nodes an image is present."""
         return len(self._images.get(image, ()))
 
+    def pods_in(self, namespace: str) -> Iterable[Placed]:
+        """The pods (bound or assumed) of a namespace, each with the NodeInfo it is on."""
+        return self._by_namespace.get(namespace, {}).values()
+
+    def all_pods(self) -> Iterator[Placed]:
+        for pods in self._by_namespace.values():
+            yield from pods.values()
+
+    def pods_with_affinity(self) -> Iterable[Placed]:
+        """Pods with pod affinity or anti-affinity terms (required or preferred)."""
+        return self._with_affinity.values()
+
+    def pods_with_required_anti_affinity(self) -> Iterable[Placed]:
+        return self._with_required_anti_affinity.values()
+
+    def label_values(self, label: str) -> dict[str, int]:
+        """Each value of a node label, with how many nodes have it (do not modify)."""
+        return self._label_values.get(label, {})
+
     def is_assumed(self, key: str) -> bool:
         state = self._pods.get(key)
         return state is not None and state.assumed
@@ -114,6 +145,8 @@ class Cache:
         if info is None:
             return
         self._forget_images(info)
+        if info.node is not None:
+            self._count_labels(info.labels, -1)
         info.set_node(None)
         for names in (self._tainted, self._soft_tainted, self._cordoned):
             names.discard(name)
@@ -123,7 +156,12 @@ class Cache:
 
     def _set_node(self, info: NodeInfo, node: Object) -> None:
         self._forget_images(info)
+        old_labels = info.labels if info.node is not None else None
         info.set_node(node)
+        if old_labels != info.labels:
+            if old_labels is not None:
+                self._count_labels(old_labels, -1)
+            self._count_labels(info.labels, 1)
         for image in info.images:
             self._images.setdefault(image, set()).add(info.name)
         for names, member in (
@@ -135,6 +173,17 @@ class Cache:
                 names.add(info.name)
             else:
                 names.discard(info.name)
+
+    def _count_labels(self, labels: dict[str, str], sign: int) -> None:
+        for label, value in labels.items():
+            values = self._label_values.setdefault(label, {})
+            count = values.get(value, 0) + sign
+            if count > 0:
+                values[value] = count
+            else:
+                values.pop(value, None)
+                if not values:
+                    del self._label_values[label]
 
     def _forget_images(self, info: NodeInfo) -> None:
         for image in info.images:
@@ -209,8 +258,25 @@ class Cache:
         if node_info is None:
             node_info = self._nodes[node] = NodeInfo(node)  # the Node object may come later
         node_info.add_pod(info)
+        placed = (info, node_info)
+        self._by_namespace.setdefault(info.pod["metadata"].get("namespace", ""), {})[info.key] = (
+            placed
+        )
+        affinity = (info.pod.get("spec") or {}).get("affinity") or {}
+        if affinity.get("podAffinity") or affinity.get("podAntiAffinity"):
+            self._with_affinity[info.key] = placed
+            if (affinity.get("podAntiAffinity") or {}).get(
+                "requiredDuringSchedulingIgnoredDuringExecution"
+            ):
+                self._with_required_anti_affinity[info.key] = placed
 
     def _unplace(self, key: str, node: str) -> None:
+        namespace = key.partition("/")[0]
+        pods = self._by_namespace.get(namespace)
+        if pods is not None and pods.pop(key, None) is not None and not pods:
+            del self._by_namespace[namespace]
+        self._with_affinity.pop(key, None)
+        self._with_required_anti_affinity.pop(key, None)
         node_info = self._nodes.get(node)
         if node_info is None:
             return

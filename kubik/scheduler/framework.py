@@ -7,8 +7,9 @@ at extension points, each a plain method of a plain Python class:
 - `pre_filter(state, pod) -> PreFilterResult | Status | None`: once per cycle,
   before filters; a `Skip` status skips the plugin's `filter` for this pod, a
   `PreFilterResult` narrows the nodes looked at; with it, optionally,
-  `pre_filter_add_pod(state, pod, pod_info, node)` keeps that state right
-  when a pod nominated to a node is counted there;
+  `pre_filter_add_pod(state, pod, pod_info, node)` and
+  `pre_filter_remove_pod(...)` keep that state right when a pod nominated to
+  a node is counted there, or a preemption victim is taken away;
 - `filter(state, pod, node) -> Status | None`: per node; None is success;
 - `post_filter(state, pod, statuses) -> (nominated node | None, Status)`: when
   no node fits (preemption);
@@ -330,6 +331,15 @@ class Framework:
             self._points[point] = entries
         self._unreservers.reverse()
         self._events = {name: getattr(p, "events", None) for name, p in self.plugins.items()}
+        # pre_filter plugins that keep their state right as simulations add or remove pods
+        self._pre_filter_extensions = {
+            added: [
+                (name, getattr(self.plugins[name], method))
+                for name, _ in self._points["preFilter"]
+                if hasattr(self.plugins[name], method)
+            ]
+            for added, method in ((True, "pre_filter_add_pod"), (False, "pre_filter_remove_pod"))
+        }
 
     # ------------------------------------------------------------- helpers
 
@@ -462,11 +472,20 @@ class Framework:
         state, node = state.clone(), node.clone()
         for info in nominated:
             node.add_pod(info)
-            for name, _ in self._points["preFilter"]:
-                add = getattr(self.plugins[name], "pre_filter_add_pod", None)
-                if add is not None and name not in state.skip_filter:
-                    add(state, pod, info, node)
+            self.run_pre_filter_extensions(state, pod, info, node, added=True)
         return state, node
+
+    def run_pre_filter_extensions(
+        self, state: CycleState, pod: Object, info: PodInfo, node: NodeInfo, *, added: bool
+    ) -> None:
+        """Tell pre_filter plugins that `info` was added to (or removed from) a copy of `node`.
+
+        Simulations change a node's pods after pre_filter computed its state:
+        nominated pods counted there, preemption victims taken away.
+        """
+        for name, extension in self._pre_filter_extensions[added]:
+            if name not in state.skip_filter:
+                extension(state, pod, info, node)
 
     def run_post_filter(
         self, state: CycleState, pod: Object, statuses: dict[str, Status]

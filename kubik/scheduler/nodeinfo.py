@@ -211,9 +211,22 @@ def pod_key(pod: Object) -> str:
 
 
 class PodInfo:
-    """A pod with what nodes account for it: requests, non-zero requests, host ports."""
+    """A pod with what nodes account for it: requests, non-zero requests, host ports.
 
-    __slots__ = ("pod", "key", "uid", "priority", "requests", "non_zero", "host_ports")
+    `affinity` is left for the InterPodAffinity plugin to fill: the pod's
+    affinity terms, parsed the first time another pod is checked against them.
+    """
+
+    __slots__ = (
+        "pod",
+        "key",
+        "uid",
+        "priority",
+        "requests",
+        "non_zero",
+        "host_ports",
+        "affinity",
+    )
 
     def __init__(self, pod: Object) -> None:
         spec = pod.get("spec") or {}
@@ -224,6 +237,7 @@ class PodInfo:
         self.requests = Resource.from_nano(pod_requests(spec))
         self.non_zero = Resource.from_nano(pod_requests(spec, non_zero=True))
         self.host_ports = host_ports(spec)
+        self.affinity: Any = None
 
     def with_pod(self, pod: Object) -> PodInfo:
         """The same accounting for another version of the pod (e.g. once bound)."""
@@ -235,6 +249,7 @@ class PodInfo:
             self.non_zero,
             self.host_ports,
         )
+        info.affinity = None  # parsed again: the labels may have changed
         return info
 
     def __repr__(self) -> str:

@@ -47,11 +47,13 @@ class QueuedPodInfo:
         "unschedulable_plugins",
         "gated",
         "cycle",
+        "initial",
     )
 
     def __init__(self, info: PodInfo, timestamp: float) -> None:
         self.info = info
         self.timestamp = timestamp  # when it was (re)queued
+        self.initial = timestamp  # when it first entered the queue (for the SLI)
         self.attempts = 0
         self.unschedulable_plugins: set[str] = set()
         self.gated = False
@@ -120,6 +122,16 @@ class SchedulingQueue:
             "backoff": len(self._backoff),
             "unschedulable": len(self._unschedulable),
             "in_flight": len(self._in_flight),
+        }
+
+    def pending_counts(self) -> dict[str, int]:
+        """Pods waiting, by queue as upstream's metric names them (gated ones apart)."""
+        gated = sum(1 for queued in self._unschedulable.values() if queued.gated)
+        return {
+            "active": len(self._active),
+            "backoff": len(self._backoff),
+            "unschedulable": len(self._unschedulable) - gated,
+            "gated": gated,
         }
 
     def where(self, key: str) -> str | None:
@@ -309,6 +321,18 @@ class SchedulingQueue:
         for queued in moved:
             del self._unschedulable[queued.key]
             self._requeue(queued, now)
+
+    def activate(self, key: str) -> None:
+        """Move a waiting pod to active now: what it waited for will not come (a failed
+        preemption, say), so it should not sit out its backoff or an event."""
+        queued = self._unschedulable.get(key)
+        if queued is not None and not queued.gated:
+            del self._unschedulable[key]
+            self._push_active(queued)
+            return
+        entry = self._backoff.pop(key, None)
+        if entry is not None:
+            self._push_active(entry[0])
 
     def flush_unschedulable_leftover(self) -> None:
         """Pods unschedulable for too long are tried again, whatever the events."""

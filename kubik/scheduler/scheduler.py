@@ -19,16 +19,21 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 import uuid
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
 from kubik import component
 from kubik.api import builtin, meta
+from kubik.apiserver.http import HTTPServer, Request, Response
 from kubik.client.api import ApiError, Client
 from kubik.client.events import EventRecorder
 from kubik.client.informer import InformerFactory
 from kubik.client.leaderelection import LeaderElector
 from kubik.scheduler import config as scheduler_config
+from kubik.scheduler import metrics
 from kubik.scheduler.cache import Cache
 from kubik.scheduler.config import DEFAULT_SCHEDULER_NAME, SchedulerConfig
 from kubik.scheduler.cycle import Algorithm, NoNodesAvailable
@@ -141,6 +146,8 @@ class Session:
         )
         self._tasks: set[asyncio.Task] = set()
         self._api_calls = asyncio.Semaphore(API_CONCURRENCY)
+        self._attempt_started: dict[str, float] = {}  # pod key → when its attempt began
+        metrics.track_pending(self.queue.pending_counts)
 
     def _relevant_events(self) -> set[str] | None:
         events = {UNSCHEDULABLE_TIMEOUT}
@@ -180,6 +187,7 @@ class Session:
                 self.schedule_one(queued)
             except Exception:
                 log.exception("scheduling %s failed", queued.key)
+                self._attempt_started.pop(queued.key, None)
                 self.queue.done(queued.key)
             await asyncio.sleep(0)  # let watch events and bindings in between pods
 
@@ -276,6 +284,7 @@ class Session:
             )
             self.queue.done(key)
             return
+        self._attempt_started[key] = time.monotonic()
         state = CycleState(queued.info)
         try:
             result = self.algorithm.schedule(fw, state, pod)
@@ -346,6 +355,10 @@ class Session:
                     status = await fw.run_bind(state, pod, host)
         self.cache.finish_binding(key)
         if status.success:
+            now = time.monotonic()
+            started = self._attempt_started.pop(key, now)
+            metrics.attempt(metrics.SCHEDULED, fw.profile_name, now - started)
+            metrics.SLI_DURATION.labels(str(queued.attempts)).observe(now - queued.initial)
             metadata = pod["metadata"]
             self.recorders[fw.profile_name].record(
                 _ref(pod),
@@ -372,6 +385,10 @@ class Session:
         None to leave it as it is.
         """
         pod, key = queued.pod, queued.key
+        started = self._attempt_started.pop(key, None)
+        if started is not None:
+            result = metrics.UNSCHEDULABLE if status.rejected else metrics.ERROR
+            metrics.attempt(result, fw.profile_name, time.monotonic() - started)
         current = self.pods.get(key)
         if current is None or _assigned(current):
             self.queue.done(key)
@@ -441,7 +458,12 @@ class Session:
 
 
 class Scheduler(component.Component):
-    """The scheduler component: leader election around a `Session`."""
+    """The scheduler component: leader election around a `Session`.
+
+    `/healthz` and `/metrics` (Prometheus text) are served over plain HTTP on
+    `metrics_address` (upstream's secure port is 10259), by every instance,
+    leading or not; None serves nothing.
+    """
 
     name = "scheduler"
 
@@ -451,6 +473,7 @@ class Scheduler(component.Component):
         kubeconfig: str,
         config: SchedulerConfig | None = None,
         leader_elect: bool | None = None,
+        metrics_address: tuple[str, int] | None = None,
     ) -> None:
         super().__init__()
         self._kubeconfig = kubeconfig
@@ -467,11 +490,29 @@ class Scheduler(component.Component):
         self._client: Client | None = None
         self._task: asyncio.Task | None = None
         self.session: Session | None = None
+        self._metrics_address = metrics_address
+        self._http: HTTPServer | None = None
+        self.metrics_port = 0
 
     async def start(self) -> None:
         self._client = Client.from_kubeconfig(self._kubeconfig, user_agent="kube-scheduler")
+        if self._metrics_address is not None:
+            self._http = HTTPServer(self._serve, ssl_context=None)
+            self.metrics_port = await self._http.listen(*self._metrics_address)
+            log.info(
+                "scheduler /healthz and /metrics on %s:%d",
+                self._metrics_address[0],
+                self.metrics_port,
+            )
         self._task = asyncio.create_task(self._run(), name="scheduler")
         self.ready.set()
+
+    async def _serve(self, request: Request) -> Response:
+        if request.path == "/metrics":
+            return Response(200, generate_latest(metrics.REGISTRY), [], CONTENT_TYPE_LATEST)
+        if request.path in ("/healthz", "/livez", "/readyz"):
+            return Response(200, b"ok", [], "text/plain")
+        return Response(404, b"not found", [], "text/plain")
 
     async def _run(self) -> None:
         if self._leader_elect:
@@ -504,5 +545,7 @@ class Scheduler(component.Component):
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._http is not None:
+            await self._http.close()
         if self._client is not None:
             await self._client.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from kubik.client.api import ApiError
+from kubik.hollow import HollowNodes
 from tests.scheduler.live import NODES
 from tests.support.cluster import KubikServer
 
@@ -40,3 +41,28 @@ async def nodes(client):
         except ApiError as exc:
             if not exc.not_found:
                 raise
+
+
+@pytest.fixture
+async def hollow(client, namespace):
+    """hollow(count): hollow nodes <namespace>-<i>, zones a, b, c in turn, labelled
+    `group: <namespace>`; they are deleted when the test ends."""
+    started: list[HollowNodes] = []
+
+    async def start(count: int) -> list[str]:
+        nodes = HollowNodes(
+            client,
+            count=count,
+            name_prefix=f"{namespace}-",
+            labels={"group": namespace},
+            start_delay=0.1,
+            ready_delay=0.1,
+            delete_on_stop=True,
+        )
+        started.append(nodes)
+        await nodes.start()
+        return nodes.names
+
+    yield start
+    for nodes in started:
+        await nodes.stop()

@@ -23,6 +23,8 @@ def test_defaults_are_upstreams_with_its_weights():
         ("TaintToleration", 3),
         ("NodeAffinity", 2),
         ("NodeResourcesFit", 1),
+        ("PodTopologySpread", 2),
+        ("InterPodAffinity", 2),
         ("NodeResourcesBalancedAllocation", 1),
         ("ImageLocality", 1),
     ]
@@ -33,7 +35,12 @@ def test_defaults_are_upstreams_with_its_weights():
         "NodeAffinity",
         "NodePorts",
         "NodeResourcesFit",
+        "VolumeBinding",
+        "PodTopologySpread",
+        "InterPodAffinity",
     ]
+    assert names(profile.plugins["postFilter"]) == ["DefaultPreemption"]
+    assert names(profile.plugins["preBind"]) == ["VolumeBinding"]
     assert names(profile.plugins["bind"]) == ["DefaultBinder"]
     assert names(profile.plugins["preEnqueue"]) == ["SchedulingGates"]
 

@@ -30,7 +30,10 @@ async def test_requests_decide_where_a_pod_fits(client, namespace, nodes):
     assert scheduled["message"] == f"Successfully assigned {namespace}/fits to {big}"
     assert scheduled["source"]["component"] == "default-scheduler"
     message = await unschedulable(client, namespace, "too-big")
-    assert message == "0/2 nodes are available: 2 Insufficient cpu."
+    assert message == (
+        "0/2 nodes are available: 2 Insufficient cpu. preemption: 0/2 nodes are available: "
+        "2 No preemption victims found for incoming pod.."
+    )
 
 
 async def test_the_message_of_a_pod_no_node_fits(client, namespace, nodes):
@@ -42,7 +45,9 @@ async def test_the_message_of_a_pod_no_node_fits(client, namespace, nodes):
     await create(client, namespace, pod("p", requests={"cpu": "2"}))
     expected = (
         "0/3 nodes are available: 1 Insufficient cpu, "
-        "2 node(s) had untolerated taint {node.kubernetes.io/unreachable: }."
+        "2 node(s) had untolerated taint {node.kubernetes.io/unreachable: }. "
+        "preemption: 0/3 nodes are available: 1 No preemption victims found for incoming pod, "
+        "2 Preemption is not helpful for scheduling.."
     )
     assert await unschedulable(client, namespace, "p") == expected
     warning = await event(client, namespace, "p", "FailedScheduling")
@@ -87,7 +92,10 @@ async def test_node_selector_and_affinity(client, namespace, nodes):
     assert await node_of(client, namespace, "required") == zone_a
     assert await node_of(client, namespace, "preferred") == zone_b
     message = await unschedulable(client, namespace, "nowhere")
-    assert message.endswith("2 node(s) didn't match Pod's node affinity/selector.")
+    assert message.endswith(
+        "2 node(s) didn't match Pod's node affinity/selector. "
+        "preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.."
+    )
 
 
 async def test_taints_and_tolerations(client, namespace, nodes):
@@ -105,7 +113,8 @@ async def test_taints_and_tolerations(client, namespace, nodes):
     assert await node_of(client, namespace, "tolerant") == dedicated
     assert await unschedulable(client, namespace, "intolerant") == (
         "0/2 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, "
-        "1 node(s) were unschedulable."
+        "1 node(s) were unschedulable. "
+        "preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.."
     )
 
 
@@ -120,7 +129,8 @@ async def test_host_ports_take_one_pod_per_node(client, namespace, nodes):
     placed = {await node_of(client, namespace, name) for name in ("web-1", "web-2")}
     assert placed == set(names(namespace, "1", "2"))
     assert await unschedulable(client, namespace, "web-3") == (
-        "0/2 nodes are available: 2 node(s) didn't have free ports for the requested pod ports."
+        "0/2 nodes are available: 2 node(s) didn't have free ports for the requested pod ports. "
+        "preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod.."
     )
 
 
@@ -130,7 +140,8 @@ async def test_a_waiting_pod_is_scheduled_once_a_node_fits(client, namespace, no
     await nodes(node(small, cpu="1", labels=group))
     await create(client, namespace, pod("waits", requests={"cpu": "3"}, nodeSelector=group))
     assert await unschedulable(client, namespace, "waits") == (
-        "0/1 nodes are available: 1 Insufficient cpu."
+        "0/1 nodes are available: 1 Insufficient cpu. "
+        "preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.."
     )
     await nodes(node(large, cpu="4", labels=group))
     assert await node_of(client, namespace, "waits") == large
@@ -187,6 +198,8 @@ def custom_scheduler(server, tmp_path):
                 server.kubeconfig,
                 "--config",
                 str(tmp_path / "scheduler.yaml"),
+                "--metrics-address",
+                "127.0.0.1:0",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

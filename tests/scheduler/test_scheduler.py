@@ -77,7 +77,15 @@ CONFIG = {
             {"bind": {"enabled": [{"name": "TestFlakyBinder"}], "disabled": [{"name": "*"}]}},
         ),
         profile("pairs", {"permit": {"enabled": [{"name": "TestPairs"}]}}),
-        profile("preempting", {"postFilter": {"enabled": [{"name": "TestNotHelpful"}]}}),
+        profile(
+            "preempting",
+            {
+                "postFilter": {
+                    "enabled": [{"name": "TestNotHelpful"}],
+                    "disabled": [{"name": "*"}],  # in place of DefaultPreemption
+                }
+            },
+        ),
     ],
 }
 

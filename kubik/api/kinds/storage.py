@@ -1,4 +1,4 @@
-"""PersistentVolumes and PersistentVolumeClaims: defaults and validation.
+"""PersistentVolumes and PersistentVolumeClaims: defaults and validation; StorageClass defaults.
 
 A claim asks for access modes and a storage size; once created, its spec
 is fixed except the size of a bound claim (and its volumeName, set once by
@@ -59,6 +59,14 @@ def default_volume(volume: Object) -> None:
     if isinstance(spec.get("hostPath"), dict) and spec["hostPath"].get("type") is None:
         spec["hostPath"]["type"] = ""
     podspec.default_resource_list(spec.get("capacity"))
+
+
+@defaults.defaulter("storage.k8s.io", "StorageClass")
+def default_storage_class(storage_class: Object) -> None:
+    if not storage_class.get("reclaimPolicy"):
+        storage_class["reclaimPolicy"] = "Delete"
+    if not storage_class.get("volumeBindingMode"):
+        storage_class["volumeBindingMode"] = "Immediate"
 
 
 @validator("", "PersistentVolumeClaim")
