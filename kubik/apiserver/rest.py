@@ -14,6 +14,7 @@ import base64
 import contextvars
 import copy
 import datetime
+import inspect
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +33,8 @@ from kubik.api import (
     typecheck,
 )
 from kubik.api.registry import Resource
-from kubik.apiserver import codec, services
+from kubik.apiserver import admission, codec, services
+from kubik.apiserver.admission import priority
 from kubik.apiserver.eventttl import SharedLeases
 from kubik.apiserver.http import Request, Response, StreamResponse
 from kubik.apiserver.recent import Recent
@@ -104,6 +106,8 @@ class RestHandler:
         self._namespaces = namespaces
         self._services = services
         self._event_leases = event_leases
+        self.admission = admission.Chain(admission.Stores(stores))
+        self.priority = priority.Priority(admission.Stores(stores))  # before defaults and chain
         self._lines: Recent[bytes] = Recent()  # encoded watch lines, shared by watchers
 
     def store_for(self, resource: Resource) -> ResourceStore:
@@ -206,9 +210,13 @@ class RestHandler:
             metadata["name"] = meta.generated_name(metadata["generateName"])
         if resource.namespaced:
             await self._require_namespace(target.namespace, creating=True)
+        attributes = _attributes(admission.CREATE, target, request, obj, None)
+        await self.priority.admit(attributes)
+        await self.admission.mutate(attributes)
         strategy.prepare_create(resource, obj)
         self._invalid_if(resource, obj, strategy.validate_create(resource, obj))
         fieldmanager.record(obj, None, manager=_manager(request), operation="Update")
+        await self.admission.validate(attributes)
         if _dry_run(request):
             return self._render_created(target, obj, request)
         return self._render_created(target, await self._store_new(resource, obj), request)
@@ -512,14 +520,34 @@ class RestHandler:
 
     async def _write_update(self, target: Target, change, request: Request) -> Response:
         store = self.store_for(target.resource)
+        change = self._admitted(target, change, request)
         if _dry_run(request):
             current = await store.get(target.namespace, target.name)
             new = change(copy.deepcopy(current))
+            if inspect.isawaitable(new):
+                new = await new
             return self._render_one(target, new or current, request)
         old, new = await self._update_with_ports(target, change)
         if _finished_deleting(new):
             await self._finish_delete(target, new)
         return self._render_one(target, new, request)
+
+    def _admitted(self, target: Target, change, request: Request):
+        """The update's change followed by admission, when a plugin cares about the write
+        (a coroutine then: the store awaits it inside its compare-and-swap loop)."""
+        if not self.admission.wants(admission.UPDATE, target.resource, target.subresource):
+            return change
+
+        async def admitted(current: Object) -> Object | None:
+            old = copy.deepcopy(current)
+            new = change(current)
+            if new is not None:
+                attributes = _attributes(admission.UPDATE, target, request, new, old)
+                await self.admission.mutate(attributes)
+                await self.admission.validate(attributes)
+            return new
+
+        return admitted
 
     async def _update_with_ports(self, target: Target, change) -> tuple[Object, Object]:
         """store.update, allocating node ports first when a Service update turns out to need
@@ -629,8 +657,12 @@ class RestHandler:
             obj = apply.apply(None, applied, manager=manager, force=force, resource=resource)
             if resource.namespaced:
                 await self._require_namespace(target.namespace, creating=True)
+            attributes = _attributes(admission.CREATE, target, request, obj, None)
+            await self.priority.admit(attributes)
+            await self.admission.mutate(attributes)
             strategy.prepare_create(resource, obj)
             self._invalid_if(resource, obj, strategy.validate_create(resource, obj))
+            await self.admission.validate(attributes)
             if _dry_run(request):
                 return self._render_created(target, obj, request)
             return self._render_created(target, await store.create(obj), request)
@@ -760,6 +792,21 @@ class RestHandler:
 
 
 # ------------------------------------------------------------------- helpers
+
+
+def _attributes(
+    operation: str, target: Target, request: Request, obj: Object, old: Object | None
+) -> admission.Attributes:
+    return admission.Attributes(
+        operation,
+        target.resource,
+        target.namespace,
+        target.subresource,
+        obj,
+        old,
+        request.user,
+        _dry_run(request),
+    )
 
 
 def _is_service(resource: Resource) -> bool:

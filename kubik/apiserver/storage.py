@@ -10,7 +10,8 @@ errors here, once.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import orjson
@@ -132,13 +133,17 @@ class ResourceStore:
         return obj
 
     async def update(
-        self, namespace: str, name: str, change: Callable[[Object], Object | None]
+        self,
+        namespace: str,
+        name: str,
+        change: Callable[[Object], Object | None | Awaitable[Object | None]],
     ) -> tuple[Object, Object]:
         """Read-modify-write until it sticks; returns (old, new).
 
         `change` gets a fresh copy of the current object and returns the new
         one, or None to leave the object as it is (a no-op keeps its
         resourceVersion, as upstream). API errors it raises abort the update.
+        It may be a coroutine function (admission looks things up).
         """
         key = self.key(namespace, name)
         with translated(self.resource, name):
@@ -148,6 +153,8 @@ class ResourceStore:
                     raise errors.not_found(self.resource.plural, self.resource.group, name)
                 old = decode(current)
                 new = change(decode(current))
+                if inspect.isawaitable(new):
+                    new = await new
                 if new is None:
                     return old, old
                 try:

@@ -16,6 +16,7 @@ class Config:
     server: str  # https://host:port
     ssl_context: ssl.SSLContext
     token: str = ""
+    ca: bytes = b""  # the cluster's certificate authority (PEM), when the kubeconfig names one
 
 
 class KubeconfigError(Exception):
@@ -46,7 +47,7 @@ def load(path: str) -> Config:
     cert, key = _data(user, "client-certificate", path), _data(user, "client-key", path)
     if cert and key:
         _load_client_cert(context_ssl, cert, key)
-    return Config(server.rstrip("/"), context_ssl, user.get("token", ""))
+    return Config(server.rstrip("/"), context_ssl, user.get("token", ""), ca)
 
 
 def _named(data: dict, section: str, name: str, path: str) -> dict:

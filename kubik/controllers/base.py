@@ -43,6 +43,7 @@ class Context:
     client: Client
     informers: InformerFactory
     recorder: EventRecorder
+    root_ca: bytes = b""  # the CA bundle pods are given to trust the API server (PEM)
 
 
 class Controller(abc.ABC):

@@ -30,7 +30,7 @@ from kubik.client.informer import key_of
 from kubik.controllers import cronschedule
 from kubik.controllers.base import Controller, register
 from kubik.controllers.job import JOBS, finished_condition
-from kubik.controllers.replicaset import (
+from kubik.controllers.podutil import (
     BY_CONTROLLER,
     controller_ref,
     copy_of,

@@ -40,7 +40,7 @@ from kubik.controllers import revisions as history
 from kubik.controllers.base import Controller, register
 from kubik.controllers.deployment_util import scaled_value, template_hash
 from kubik.controllers.expectations import Expectations
-from kubik.controllers.replicaset import (
+from kubik.controllers.podutil import (
     BY_CONTROLLER,
     ORPHANS,
     claim,
@@ -52,15 +52,13 @@ from kubik.controllers.replicaset import (
     is_pod_available,
     is_pod_ready,
     namespace_terminating,
-    pod_from_template,
-    slow_start,
-)
-from kubik.controllers.revisions import (
-    REVISION_LABEL,
     owned_or_orphaned,
+    pod_from_template,
     resolve_owner,
     selecting,
+    slow_start,
 )
+from kubik.controllers.revisions import REVISION_LABEL
 
 log = logging.getLogger(__name__)
 

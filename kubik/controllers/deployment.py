@@ -36,11 +36,10 @@ from kubik.client.api import ApiError
 from kubik.client.informer import key_of
 from kubik.controllers import deployment_util as util
 from kubik.controllers.base import Controller, register
-from kubik.controllers.replicaset import (
+from kubik.controllers.podutil import (
     BY_CONTROLLER,
     ORPHANS,
     PODS,
-    REPLICA_SETS,
     Object,
     claim,
     controller_ref,
@@ -55,6 +54,7 @@ from kubik.controllers.replicaset import (
     parse_time,
     selector_of,
 )
+from kubik.controllers.replicaset import REPLICA_SETS
 
 log = logging.getLogger(__name__)
 

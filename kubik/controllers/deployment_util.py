@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from kubik.api import meta
-from kubik.controllers.replicaset import parse_time
+from kubik.controllers.podutil import parse_time
 
 Object = dict[str, Any]
 

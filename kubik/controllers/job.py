@@ -18,10 +18,24 @@ or a pod failure its podFailurePolicy calls fatal. As upstream (1.32):
   `completedIndexes`;
 - failed pods are replaced after an exponential backoff (10 s doubling, at
   most 10 min; `KUBIK_JOB_POD_FAILURE_BACKOFF` sets the first delay, in seconds);
-- a suspended Job has its active pods deleted and a `Suspended` condition.
+- a suspended Job has its active pods deleted and a `Suspended` condition;
+- orphan pods its selector matches are adopted (and given the tracking
+  finalizer), pods it owns that stopped matching are released;
+- with `backoffLimitPerIndex`, each index of an Indexed Job has its own
+  failure budget: a pod carries the failures of its index so far (annotation
+  `batch.kubernetes.io/job-index-failure-count`, from the index's latest failed
+  pod), its replacement waits for the index's own backoff, and an index whose
+  pod fails with the budget spent (or by a FailIndex rule) is listed in
+  `status.failedIndexes` and not run again. More failed indexes than
+  `maxFailedIndexes` fail the Job (MaxFailedIndexesExceeded), as does every index
+  finished with some failed (FailedIndexes);
+- a `successPolicy` rule met by the succeeded indexes (all its
+  `succeededIndexes`, or `succeededCount` of them) makes the Job
+  `SuccessCriteriaMet` (reason SuccessPolicy), its other pods are deleted, and it
+  completes once they are gone.
 
-Not done: adopting orphan pods that match a Job's selector (only pods the Job
-owns are its pods), backoffLimitPerIndex/maxFailedIndexes and successPolicy.
+Not done: the index failure count survives only as long as the index's failed
+pods do (upstream also delays their finalizer removal to keep it).
 """
 
 from __future__ import annotations
@@ -38,17 +52,23 @@ from kubik.client.api import ApiError
 from kubik.client.informer import key_of, split_key
 from kubik.controllers.base import Controller, register
 from kubik.controllers.expectations import Expectations
-from kubik.controllers.replicaset import (
+from kubik.controllers.podutil import (
     BY_CONTROLLER,
+    ORPHANS,
+    claim,
     controller_ref,
     copy_of,
     error_message,
+    fresh_and_alive,
     index_by_controller,
+    index_orphans,
     is_pod_active,
     is_pod_ready,
     namespace_terminating,
+    owned_or_orphaned,
     parse_time,
     pod_from_template,
+    selecting,
     slow_start,
 )
 
@@ -59,6 +79,8 @@ PODS = builtin.lookup("", "v1", "pods")
 
 TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking"
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+INDEX_FAILURES = "batch.kubernetes.io/job-index-failure-count"
+INDEX_IGNORED_FAILURES = "batch.kubernetes.io/job-index-ignored-failure-count"
 INDEX_ENV = "JOB_COMPLETION_INDEX"
 JOB_CONTROLLER = "kubernetes.io/job-controller"  # the spec.managedBy this controller serves
 
@@ -220,6 +242,11 @@ def _is_indexed(job: Object) -> bool:
     return job["spec"].get("completionMode") == "Indexed"
 
 
+def _per_index(job: Object) -> bool:
+    """Does each index have its own failure budget (backoffLimitPerIndex)?"""
+    return _is_indexed(job) and job["spec"].get("backoffLimitPerIndex") is not None
+
+
 def _suspended(job: Object) -> bool:
     return bool(job["spec"].get("suspend"))
 
@@ -359,6 +386,8 @@ class _Sync:
     finished: Object | None = None
     previous_indexes: set[int] = field(default_factory=set)
     indexes: set[int] = field(default_factory=set)
+    failed_indexes: set[int] = field(default_factory=set)
+    last_failures: dict[int, Object] = field(default_factory=dict)  # index → its last failed pod
     backoff: Backoff = field(default_factory=Backoff)
 
 
@@ -374,6 +403,7 @@ class JobController(Controller):
         self.jobs = self.informers.informer(JOBS)
         self.pods = self.informers.informer(PODS)
         self.pods.add_index(BY_CONTROLLER, index_by_controller)
+        self.pods.add_index(ORPHANS, index_orphans)
         self.expectations = Expectations()
         self._removals: dict[str, set[str]] = {}  # job key → pod uids losing their finalizer
         self._backoffs: dict[str, Backoff] = {}
@@ -442,8 +472,15 @@ class JobController(Controller):
             if job is not None:
                 self.expectations.creation_observed(key_of(job))
                 self._enqueue_batched(key_of(job))
-        elif _has_finalizer(pod):
-            self.queue.add(_ORPHAN + key_of(pod))
+        else:
+            if _has_finalizer(pod):
+                self.queue.add(_ORPHAN + key_of(pod))
+            self._enqueue_adopters(pod)
+
+    def _enqueue_adopters(self, pod: Object) -> None:
+        """An orphan: the Jobs that select it may adopt it."""
+        for job in selecting(self.jobs, pod):
+            self._enqueue_batched(key_of(job))
 
     def _pod_updated(self, old: Object, new: Object) -> None:
         if old["metadata"].get("resourceVersion") == new["metadata"].get("resourceVersion"):
@@ -466,8 +503,13 @@ class JobController(Controller):
                 if released:
                     self._removal_observed(key_of(job), _uid(new))
                 self._enqueue_batched(key_of(job))
-        elif not released:
-            self.queue.add(_ORPHAN + key_of(new))
+        else:
+            if not released:
+                self.queue.add(_ORPHAN + key_of(new))
+            if old_ref is not None or old["metadata"].get("labels") != new["metadata"].get(
+                "labels"
+            ):
+                self._enqueue_adopters(new)
 
     def _pod_deleted(self, pod: Object, *, final: bool) -> None:
         ref = controller_ref(pod)
@@ -516,7 +558,7 @@ class JobController(Controller):
         status = job.setdefault("status", {})
         uncounted = status.setdefault("uncountedTerminatedPods", {})
         satisfied = self.expectations.satisfied(key)
-        pods = self.pods.by_index(BY_CONTROLLER, _uid(job))
+        pods = await self._claim_pods(job)
         state = _Sync(
             job,
             pods,
@@ -550,6 +592,11 @@ class JobController(Controller):
                 if _succeeded(p, job) and _has_finalizer(p) and _valid_index(p, completions)
             }
             state.succeeded = len(state.indexes)
+            if _per_index(job):
+                state.failed_indexes = _failed_indexes(job, pods, completions)
+                state.last_failures = _last_failures(job, pods, completions)
+                state.finished = state.finished or _failed_indexes_condition(job, state)
+            state.finished = state.finished or _success_policy_condition(job, state.indexes)
 
         active = len(state.active)
         suspension_changed = False
@@ -586,6 +633,18 @@ class JobController(Controller):
         await self._track(key, state, changed)
         if problem is not None:
             raise problem
+
+    async def _claim_pods(self, job: Object) -> list[Object]:
+        """The Job's pods: the ones it owns and still selects, and the matching orphans it
+        adopts, with the tracking finalizer (upstream's getPodsForJob)."""
+        return await claim(
+            self.client,
+            PODS,
+            job,
+            owned_or_orphaned(self.pods, job),
+            lambda: fresh_and_alive(self.client, JOBS, job),
+            finalizer=TRACKING_FINALIZER,
+        )
 
     def _finish_reason(self, key: str, state: _Sync) -> Object | None:
         """The condition the Job is to finish with, if any (FailureTarget, SuccessCriteriaMet…)."""
@@ -652,34 +711,45 @@ class JobController(Controller):
             wanted = active if state.succeeded > 0 else parallelism
         else:
             wanted = max(0, min(completions - state.succeeded, parallelism))
-        doomed = _pods_for_removal(job, state.active, max(0, active - wanted))
+        doomed = _pods_for_removal(job, state.active, max(0, active - wanted), state.failed_indexes)
         if doomed:
             return await self._remove(key, state, doomed[:MAX_PODS_PER_SYNC])
         terminating = state.terminating if _only_replace_failed(job) else 0
         missing = min(wanted - terminating - active, MAX_PODS_PER_SYNC)
         if missing <= 0:
             return active, None
-        wait = state.backoff.remaining(time.time(), self._first_backoff)
+        if _per_index(job):  # each index waits for its own backoff instead
+            wait = 0.0
+        else:
+            wait = state.backoff.remaining(time.time(), self._first_backoff)
         if wait > 0:
             self.queue.add_after(key, max(wait, SYNC_BATCH_PERIOD))
             return active, None
         indexes: list[int | None] = [None] * missing
         if _is_indexed(job):
-            indexes = list(_pending_indexes(state, missing, completions))
+            pending_indexes, wait = _pending_indexes(
+                state, missing, completions, self._first_backoff
+            )
+            indexes = list(pending_indexes)
+            if wait > 0:
+                self.queue.add_after(key, max(wait, SYNC_BATCH_PERIOD))
         self.expectations.expect_creations(key, len(indexes))
         template = _pod_template(job)
         pending = iter(indexes)
         created, problem = await slow_start(
-            len(indexes), lambda: self._create_pod(job, template, next(pending))
+            len(indexes), lambda: self._create_pod(state, template, next(pending))
         )
         for _ in range(len(indexes) - created):  # never made: no event will count them off
             self.expectations.creation_observed(key)
         return active + created, problem
 
-    async def _create_pod(self, job: Object, template: Object, index: int | None) -> None:
+    async def _create_pod(self, state: _Sync, template: Object, index: int | None) -> None:
+        job = state.job
         pod = pod_from_template(job, template)
         if index is not None:
             _give_index(pod, meta.name_of(job), index)
+            if _per_index(job):
+                _give_failure_counts(pod, job, state.last_failures.get(index))
         try:
             created = await self.client.create(PODS, pod)
         except ApiError as exc:
@@ -808,6 +878,10 @@ class JobController(Controller):
             changed = changed or text != status.get("completedIndexes", "")
             status["succeeded"] = len(state.indexes)
             status["completedIndexes"] = text
+        if _per_index(job):
+            text = format_indexes(state.failed_indexes)
+            changed = changed or text != status.get("failedIndexes")
+            status["failedIndexes"] = text
         finished = state.finished
         if finished is not None and finished["type"] == FAILURE_TARGET:
             status.setdefault("conditions", []).append(finished)
@@ -993,13 +1067,20 @@ def _count_released(status: Object, tracked: set[str]) -> bool:
     return moved
 
 
-def _pods_for_removal(job: Object, active: list[Object], at_least: int) -> list[Object]:
-    """Pods to delete: of an Indexed Job, extra pods per index and pods without a valid
-    index first; then, up to `at_least`, those least far along."""
+def _pods_for_removal(
+    job: Object,
+    active: list[Object],
+    at_least: int,
+    failed_indexes: set[int] | frozenset[int] = frozenset(),
+) -> list[Object]:
+    """Pods to delete: of an Indexed Job, extra pods per index, pods without a valid index
+    and pods of failed indexes first; then, up to `at_least`, those least far along."""
     doomed: list[Object] = []
     left = list(active)
     if _is_indexed(job):
         doomed, left = _duplicate_index_pods(active, job["spec"]["completions"])
+        doomed += [p for p in left if completion_index(p) in failed_indexes]
+        left = [p for p in left if completion_index(p) not in failed_indexes]
     if len(doomed) < at_least:
         left.sort(key=_removal_order)
         doomed += left[: at_least - len(doomed)]
@@ -1022,18 +1103,135 @@ def _duplicate_index_pods(pods: list[Object], completions: int) -> tuple[list, l
     return doomed, kept
 
 
-def _pending_indexes(state: _Sync, count: int, completions: int) -> list[int]:
-    """The first `count` indexes neither done nor running (nor terminating, if that waits)."""
-    taken = set(state.indexes) | {completion_index(p) for p in state.active}
+def _pending_indexes(
+    state: _Sync, count: int, completions: int, first_backoff: float
+) -> tuple[list[int], float]:
+    """The first `count` indexes neither done, failed nor running (nor terminating, if that
+    waits), leaving out those still in their own backoff; and the soonest such a one is due."""
+    taken = set(state.indexes) | state.failed_indexes | {completion_index(p) for p in state.active}
     if _only_replace_failed(state.job):
         taken |= {completion_index(p) for p in state.pods if _is_terminating(p)}
-    pending = []
+    pending: list[int] = []
+    soonest = 0.0
+    now = time.time()
     for index in range(completions):
         if len(pending) == count:
             break
-        if index not in taken:
+        if index in taken:
+            continue
+        last = state.last_failures.get(index)
+        wait = _index_backoff(last).remaining(now, first_backoff) if last else 0.0
+        if wait > 0:
+            soonest = min(soonest, wait) if soonest else wait
+        else:
             pending.append(index)
-    return pending
+    return pending, soonest
+
+
+# ------------------------------------------------------- per-index failures
+
+
+def _failure_counts(pod: Object) -> tuple[int, int]:
+    """(failures, ignored failures) of the pod's index before this pod (its annotations)."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    counts = []
+    for name in (INDEX_FAILURES, INDEX_IGNORED_FAILURES):
+        text = annotations.get(name, "0")
+        counts.append(int(text) if text.isascii() and text.isdigit() else 0)
+    return counts[0], counts[1]
+
+
+def _index_failed(job: Object, pod: Object) -> bool:
+    """Did this pod's failure use up its index's budget (or hit a FailIndex rule)?"""
+    if not _pod_failed(pod, job):
+        return False
+    _, counts, action = match_failure_policy(job["spec"].get("podFailurePolicy"), pod)
+    if action == "FailIndex":
+        return True
+    return counts and _failure_counts(pod)[0] >= job["spec"]["backoffLimitPerIndex"]
+
+
+def _failed_indexes(job: Object, pods: list[Object], completions: int) -> set[int]:
+    """The failed indexes recorded in the status, and those failed pods add."""
+    failed = parse_indexes(job["status"].get("failedIndexes", ""), completions)
+    for pod in pods:
+        if _valid_index(pod, completions) and _index_failed(job, pod):
+            failed.add(completion_index(pod))
+    return failed
+
+
+def _last_failures(job: Object, pods: list[Object], completions: int) -> dict[int, Object]:
+    """Each index's latest failed pod: the one with the most failures before it, then the
+    last to end."""
+    latest: dict[int, tuple[tuple[int, float], Object]] = {}
+    for pod in pods:
+        if not (_valid_index(pod, completions) and _pod_failed(pod, job)):
+            continue
+        rank = (sum(_failure_counts(pod)), _finish_time(pod))
+        index = completion_index(pod)
+        if index not in latest or rank > latest[index][0]:
+            latest[index] = (rank, pod)
+    return {index: pod for index, (_, pod) in latest.items()}
+
+
+def _index_backoff(last_failure: Object) -> Backoff:
+    """The index's own backoff: one step per failure of the index (ignored ones too)."""
+    return Backoff(sum(_failure_counts(last_failure)) + 1, _finish_time(last_failure))
+
+
+def _give_failure_counts(pod: Object, job: Object, replaced: Object | None) -> None:
+    """Carry the index's failures over to the pod replacing its latest failed one."""
+    failures, ignored = _failure_counts(replaced) if replaced is not None else (0, 0)
+    if replaced is not None:
+        if match_failure_policy(job["spec"].get("podFailurePolicy"), replaced)[1]:
+            failures += 1
+        else:
+            ignored += 1
+    annotations = pod["metadata"]["annotations"]
+    annotations[INDEX_FAILURES] = str(failures)
+    if ignored:
+        annotations[INDEX_IGNORED_FAILURES] = str(ignored)
+
+
+def _failed_indexes_condition(job: Object, state: _Sync) -> Object | None:
+    """FailureTarget when too many indexes failed, or when every index is done and some
+    failed."""
+    failed = len(state.failed_indexes)
+    most = job["spec"].get("maxFailedIndexes")
+    if most is not None and failed > most:
+        return new_condition(
+            FAILURE_TARGET,
+            "True",
+            "MaxFailedIndexesExceeded",
+            "Job has exceeded the specified maximal number of failed indexes",
+        )
+    if failed and failed + len(state.indexes) >= job["spec"]["completions"]:
+        return new_condition(FAILURE_TARGET, "True", "FailedIndexes", "Job has failed indexes")
+    return None
+
+
+def _success_policy_condition(job: Object, succeeded: set[int]) -> Object | None:
+    """SuccessCriteriaMet when a successPolicy rule is met by the succeeded indexes: all of
+    its succeededIndexes, or succeededCount of them (of all indexes, without a list)."""
+    policy = job["spec"].get("successPolicy")
+    if not policy or not succeeded:
+        return None
+    completions = job["spec"]["completions"]
+    for number, rule in enumerate(policy.get("rules") or []):
+        count = rule.get("succeededCount")
+        if rule.get("succeededIndexes") is not None:
+            required = parse_indexes(rule["succeededIndexes"], completions)
+            done = len(required & succeeded)
+            met = bool(required) and (
+                done == len(required) or (count is not None and done >= count)
+            )
+        else:
+            met = count is not None and len(succeeded) >= count
+        if met:
+            return new_condition(
+                SUCCESS_CRITERIA_MET, "True", "SuccessPolicy", f"Matched rules at index {number}"
+            )
+    return None
 
 
 def _pod_template(job: Object) -> Object:

@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kubik import component
 from kubik.apiserver.http import HTTPServer, Request, Response
+from kubik.client import kubeconfig
 from kubik.client.api import Client
 from kubik.client.events import EventRecorder
 from kubik.client.informer import InformerFactory
@@ -56,6 +57,14 @@ def choose(available: dict[str, type[base.Controller]], wanted: list[str]) -> li
     return chosen
 
 
+def _root_ca(root_ca_file: str, kubeconfig_path: str) -> bytes:
+    """upstream's --root-ca-file, else the CA the controller manager's kubeconfig trusts."""
+    if root_ca_file:
+        with open(root_ca_file, "rb") as handle:
+            return handle.read()
+    return kubeconfig.load(kubeconfig_path).ca
+
+
 class ControllerManager(component.Component):
     name = "controller-manager"
 
@@ -67,6 +76,7 @@ class ControllerManager(component.Component):
         workers: dict[str, int] | None = None,
         leader_elect: bool = True,
         metrics_address: tuple[str, int] = ("127.0.0.1", 10257),
+        root_ca_file: str = "",
     ) -> None:
         super().__init__()
         self._kubeconfig = kubeconfig
@@ -74,6 +84,8 @@ class ControllerManager(component.Component):
         self._workers = workers or {}
         self._leader_elect = leader_elect
         self._metrics_address = metrics_address
+        self._root_ca_file = root_ca_file
+        self._root_ca = b""
         self._client: Client | None = None
         self._http: HTTPServer | None = None
         self._task: asyncio.Task | None = None
@@ -86,6 +98,7 @@ class ControllerManager(component.Component):
         available = load_controllers()
         self._chosen = choose(available, self._wanted)
         self._classes = available
+        self._root_ca = _root_ca(self._root_ca_file, self._kubeconfig)
         self._client = Client.from_kubeconfig(
             self._kubeconfig, user_agent="kube-controller-manager"
         )
@@ -113,7 +126,7 @@ class ControllerManager(component.Component):
         """Run the chosen controllers until cancelled (leadership lost, or stopping)."""
         factory = InformerFactory(self._client)
         recorder = EventRecorder(self._client, "kube-controller-manager")
-        context = base.Context(self._client, factory, recorder)
+        context = base.Context(self._client, factory, recorder, self._root_ca)
         controllers = [self._classes[name](context) for name in self._chosen]
         for controller in controllers:
             controller.setup()

@@ -1,6 +1,6 @@
 """The ReplicaSet controller: as many pods as spec.replicas, made from the template.
 
-(upstream: pkg/controller/replicaset, with the pod helpers of pkg/controller)
+(upstream: pkg/controller/replicaset)
 
 A sync claims the pods the set owns or may adopt (orphans its selector
 matches; owned pods that stopped matching are released), then creates or
@@ -11,154 +11,57 @@ API refuses costs one failed request per sync, not hundreds, and failed syncs
 back off. Deletions take the least useful pods first: unscheduled, pending,
 not ready, then the most recently ready or created. Finally the status
 counts the pods and carries a ReplicaFailure condition while writes fail.
-
-The ownership helpers (`controller_ref`, `claim`, the indexes) serve the
-Deployment controller too, which claims ReplicaSets the same way.
+The ownership and pod helpers it shares with the other workload controllers
+are in `podutil`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime
 import functools
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
-
-import orjson
 
 from kubik.api import builtin, meta
 from kubik.api.selectors import label_selector_matches
-from kubik.client.api import ApiError, Client
+from kubik.client.api import ApiError
 from kubik.client.informer import key_of, split_key
 from kubik.controllers.base import Controller, register
 from kubik.controllers.expectations import Expectations
+from kubik.controllers.podutil import (
+    BY_CONTROLLER,
+    ORPHANS,
+    PODS,
+    Object,
+    claim,
+    controller_ref,
+    error_message,
+    fresh_and_alive,
+    index_by_controller,
+    index_orphans,
+    is_pod_active,
+    is_pod_available,
+    is_pod_ready,
+    labels_of,
+    namespace_terminating,
+    parse_time,
+    pod_from_template,
+    ready_since,
+    selector_of,
+    slow_start,
+)
 
 log = logging.getLogger(__name__)
 
-Object = dict[str, Any]
-
-PODS = builtin.lookup("", "v1", "pods")
 REPLICA_SETS = builtin.lookup("apps", "v1", "replicasets")
 
 BURST_REPLICAS = 500  # upstream's cap on creations or deletions per sync
 IN_FLIGHT = 32  # concurrent pod writes: about the client's pool of connections
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
-BY_CONTROLLER = "controller-uid"  # index: the uid of an object's controller
-ORPHANS = "orphans"  # index: objects with no controller, by namespace
-
-
-# ------------------------------------------------------------------ objects
-
-
-def copy_of(obj: Object) -> Object:
-    """A private copy of a cached object (caches are shared: never change them)."""
-    return orjson.loads(orjson.dumps(obj))
-
-
-def parse_time(value: str | None) -> float | None:
-    """Seconds since the epoch of an RFC 3339 timestamp, or None."""
-    if not value:
-        return None
-    return datetime.datetime.fromisoformat(value).timestamp()
-
-
-def controller_ref(obj: Object) -> Object | None:
-    """The owner reference marked controller, if any."""
-    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
-        if ref.get("controller"):
-            return ref
-    return None
-
-
-def new_controller_ref(owner: Object) -> Object:
-    meta_ = owner["metadata"]
-    return {
-        "apiVersion": owner["apiVersion"],
-        "kind": owner["kind"],
-        "name": meta_["name"],
-        "uid": meta_["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
-def index_by_controller(obj: Object) -> list[str]:
-    ref = controller_ref(obj)
-    return [ref["uid"]] if ref and ref.get("uid") else []
-
-
-def index_orphans(obj: Object) -> list[str]:
-    return [] if controller_ref(obj) else [meta.namespace_of(obj)]
-
-
-def labels_of(obj: Object) -> dict[str, str]:
-    return (obj.get("metadata") or {}).get("labels") or {}
-
-
-def selector_of(obj: Object) -> Object | None:
-    return (obj.get("spec") or {}).get("selector")
-
-
-def selector_matcher(selector: Object | None) -> Callable[[dict[str, str]], bool]:
-    """A fast test of labels against a LabelSelector: syncs match every pod of a set."""
-    if selector is not None and not selector.get("matchExpressions"):
-        wanted = (selector.get("matchLabels") or {}).items()
-        return lambda labels: labels.items() >= wanted
-    return functools.partial(label_selector_matches, selector)
-
-
-def error_message(exc: BaseException) -> str:
-    """What upstream prints for an error: a Status's message, not our prefix."""
-    if isinstance(exc, ApiError):
-        return exc.status.get("message") or str(exc)
-    return str(exc)
-
-
-def namespace_terminating(exc: BaseException) -> bool:
-    if not isinstance(exc, ApiError):
-        return False
-    causes = (exc.status.get("details") or {}).get("causes") or []
-    return any(cause.get("reason") == "NamespaceTerminating" for cause in causes)
 
 
 # --------------------------------------------------------------------- pods
-
-
-def is_pod_active(pod: Object) -> bool:
-    """Neither finished nor being deleted (upstream's IsPodActive)."""
-    phase = (pod.get("status") or {}).get("phase")
-    return phase not in ("Succeeded", "Failed") and not pod["metadata"].get("deletionTimestamp")
-
-
-def _ready_condition(pod: Object) -> Object | None:
-    for condition in (pod.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Ready":
-            return condition
-    return None
-
-
-def is_pod_ready(pod: Object) -> bool:
-    condition = _ready_condition(pod)
-    return condition is not None and condition.get("status") == "True"
-
-
-def is_pod_available(pod: Object, min_ready_seconds: int, now: float) -> bool:
-    """Ready for at least minReadySeconds."""
-    if not is_pod_ready(pod):
-        return False
-    if not min_ready_seconds:
-        return True
-    since = parse_time(_ready_condition(pod).get("lastTransitionTime"))
-    return since is not None and since + min_ready_seconds < now
-
-
-def _ready_since(pod: Object) -> float | None:
-    return (
-        parse_time(_ready_condition(pod).get("lastTransitionTime")) if is_pod_ready(pod) else None
-    )
 
 
 def _restarts(pod: Object) -> int:
@@ -212,7 +115,7 @@ def _deletion_order(a: tuple[Object, int], b: tuple[Object, int], now: float) ->
         return -1 if rank_a > rank_b else 1
     uid_a, uid_b = pa["metadata"].get("uid", ""), pb["metadata"].get("uid", "")
     if ready_a and ready_b:
-        since_a, since_b = _ready_since(pa), _ready_since(pb)
+        since_a, since_b = ready_since(pa), ready_since(pb)
         if since_a != since_b:
             return _newer_first(since_a, since_b, uid_a, uid_b, now)
     restarts_a, restarts_b = _restarts(pa), _restarts(pb)
@@ -238,112 +141,6 @@ def pods_to_delete(pods: list[Object], related: list[Object], count: int) -> lis
     order = functools.partial(_deletion_order, now=time.time())
     ranked.sort(key=functools.cmp_to_key(order))
     return [pod for pod, _ in ranked[:count]]
-
-
-def pod_from_template(owner: Object, template: Object) -> Object:
-    """A new pod of `owner` (upstream's GetPodFromTemplate): `<owner>-` plus a suffix."""
-    template_meta = template.get("metadata") or {}
-    metadata: Object = {
-        "generateName": f"{owner['metadata']['name']}-",
-        "namespace": owner["metadata"]["namespace"],
-        "ownerReferences": [new_controller_ref(owner)],
-    }
-    for field in ("labels", "annotations", "finalizers"):
-        if template_meta.get(field):
-            metadata[field] = template_meta[field]
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": metadata,
-        "spec": copy_of(template.get("spec") or {}),
-    }
-
-
-# ---------------------------------------------------------------- ownership
-
-
-async def claim(
-    client: Client,
-    resource: Any,
-    owner: Object,
-    candidates: list[Object],
-    can_adopt: Callable[[], Awaitable[bool]],
-) -> list[Object]:
-    """The candidates `owner` controls once ownership is reconciled (ControllerRefManager).
-
-    Owned objects its selector still matches are kept, owned ones it no longer
-    matches are released, and matching orphans are adopted — if `can_adopt`
-    (a fresh read: the owner is not being deleted) allows, asked at most once.
-    """
-    owner_uid = owner["metadata"]["uid"]
-    owner_deleting = bool(owner["metadata"].get("deletionTimestamp"))
-    selects = selector_matcher(selector_of(owner))
-    claimed: list[Object] = []
-    adopt_allowed: bool | None = None
-    for obj in candidates:
-        matches = selects(labels_of(obj))
-        ref = controller_ref(obj)
-        if ref is not None:
-            if ref.get("uid") != owner_uid:
-                continue
-            if matches:
-                claimed.append(obj)
-            elif not owner_deleting:
-                await _patch_owners(client, resource, obj, {"$patch": "delete", "uid": owner_uid})
-            continue
-        if owner_deleting or not matches or obj["metadata"].get("deletionTimestamp"):
-            continue
-        if adopt_allowed is None:
-            adopt_allowed = await can_adopt()
-        if adopt_allowed:
-            adopted = await _patch_owners(client, resource, obj, new_controller_ref(owner))
-            if adopted is not None:
-                claimed.append(adopted)
-    return claimed
-
-
-async def _patch_owners(client: Client, resource: Any, obj: Object, ref: Object) -> Object | None:
-    """Add (or, with `$patch: delete`, remove) one owner reference; None if the object is gone."""
-    patch = {"metadata": {"ownerReferences": [ref], "uid": obj["metadata"]["uid"]}}
-    try:
-        return await client.patch(
-            resource, meta.namespace_of(obj), meta.name_of(obj), patch, patch_type="strategic"
-        )
-    except ApiError as exc:
-        if exc.not_found or exc.code == 422:  # gone, or a new object of the same name
-            return None
-        raise
-
-
-async def fresh_and_alive(client: Client, resource: Any, owner: Object) -> bool:
-    """Is `owner` (read from the server, not a cache) the same object and not being deleted?"""
-    try:
-        current = await client.get(resource, meta.namespace_of(owner), meta.name_of(owner))
-    except ApiError as exc:
-        if exc.not_found:
-            return False
-        raise
-    same = current["metadata"].get("uid") == owner["metadata"]["uid"]
-    return same and not current["metadata"].get("deletionTimestamp")
-
-
-async def slow_start(
-    count: int, call: Callable[[], Awaitable[None]]
-) -> tuple[int, Exception | None]:
-    """Run `call` `count` times in batches of 1, 2, 4, …; stop after a batch with a failure.
-
-    Returns (successes, first failure or None).
-    """
-    done, batch = 0, min(count, 1)
-    while batch > 0:
-        results = await asyncio.gather(*(call() for _ in range(batch)), return_exceptions=True)
-        failures = [r for r in results if isinstance(r, Exception)]
-        done += batch - len(failures)
-        if failures:
-            return done, failures[0]
-        count -= batch
-        batch = min(2 * batch, count)
-    return done, None
 
 
 # --------------------------------------------------------------- controller

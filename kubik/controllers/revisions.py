@@ -9,9 +9,6 @@ upstream's for the same stored template; a DaemonSet uses the pod template
 hash, as Deployments do. Revisions are numbered; a template seen before is
 reused with the next number (a roll back), not stored twice.
 
-Also here: the cache look-ups both controllers make to find an object's
-owner, or the owners that may adopt it.
-
 (upstream: pkg/controller/history)
 """
 
@@ -23,15 +20,8 @@ from typing import Any
 import orjson
 
 from kubik.api import builtin
-from kubik.api.selectors import label_selector_matches
 from kubik.client.api import ApiError, Client
-from kubik.client.informer import Informer
-from kubik.controllers.replicaset import (
-    BY_CONTROLLER,
-    ORPHANS,
-    controller_ref,
-    new_controller_ref,
-)
+from kubik.controllers.podutil import new_controller_ref
 
 Object = dict[str, Any]
 
@@ -50,40 +40,6 @@ _GO_HTML_ESCAPES = {
     "\u2028".encode(): b"\\u2028",
     "\u2029".encode(): b"\\u2029",
 }
-
-# ------------------------------------------------------------------ caches
-
-
-def owned_or_orphaned(informer: Informer, owner: Object) -> list[Object]:
-    """What `owner` controls and the orphans of its namespace: the candidates a claim looks
-    at (the informer needs replicaset's BY_CONTROLLER and ORPHANS indexes)."""
-    meta = owner["metadata"]
-    return informer.by_index(BY_CONTROLLER, meta["uid"]) + informer.by_index(
-        ORPHANS, meta["namespace"]
-    )
-
-
-def resolve_owner(informer: Informer, obj: Object, kind: str) -> Object | None:
-    """The object of `kind` that controls `obj`, if the cache holds that very one (same UID)."""
-    ref = controller_ref(obj)
-    if ref is None or ref.get("kind") != kind:
-        return None
-    owner = informer.get(f"{obj['metadata'].get('namespace')}/{ref.get('name')}")
-    if owner is None or owner["metadata"].get("uid") != ref.get("uid"):
-        return None
-    return owner
-
-
-def selecting(informer: Informer, obj: Object) -> list[Object]:
-    """The owners in `obj`'s namespace whose non-empty selector matches its labels."""
-    labels = obj["metadata"].get("labels") or {}
-    return [
-        owner
-        for owner in informer.list(obj["metadata"].get("namespace", ""))
-        if (selector := (owner.get("spec") or {}).get("selector"))
-        and label_selector_matches(selector, labels)
-    ]
-
 
 # -------------------------------------------------------------------- history
 

@@ -30,7 +30,7 @@ from kubik.client.informer import key_of
 from kubik.controllers import revisions as history
 from kubik.controllers.base import Controller, register
 from kubik.controllers.deployment_util import scaled_value
-from kubik.controllers.replicaset import (
+from kubik.controllers.podutil import (
     BY_CONTROLLER,
     ORPHANS,
     claim,
@@ -42,15 +42,15 @@ from kubik.controllers.replicaset import (
     is_pod_available,
     is_pod_ready,
     new_controller_ref,
+    owned_or_orphaned,
     pod_from_template,
+    resolve_owner,
+    selecting,
     slow_start,
 )
 from kubik.controllers.revisions import (
     HASH_LABEL,
     REVISION_LABEL,
-    owned_or_orphaned,
-    resolve_owner,
-    selecting,
 )
 
 log = logging.getLogger(__name__)

@@ -322,6 +322,130 @@ async def test_ttl_after_finished_deletes_the_job(client, namespace):
     await eventually(deleted, "the finished job to be deleted")
 
 
+async def test_orphan_pods_the_selector_matches_are_adopted(client, namespace):
+    labels = {"app": "adopter"}
+    orphan = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "orphan", "labels": labels},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox"}]},
+    }
+    await client.create(PODS, orphan, namespace=namespace)
+    manifest = job_manifest("adopter", completions=2, parallelism=2, manualSelector=True)
+    manifest["spec"]["selector"] = {"matchLabels": labels}
+    manifest["spec"]["template"]["metadata"] = {"labels": labels}
+    job = await client.create(JOBS, manifest, namespace=namespace)
+
+    async def two_pods():
+        listing = await client.list(PODS, namespace, label_selector="app=adopter")
+        pods = listing["items"]
+        adopted = [p for p in pods if p["metadata"].get("ownerReferences")]
+        return pods if len(pods) == 2 and len(adopted) == 2 else None
+
+    pods = await eventually(two_pods, "the orphan adopted beside one new pod")
+    adopted = next(p for p in pods if p["metadata"]["name"] == "orphan")
+    [owner] = adopted["metadata"]["ownerReferences"]
+    assert owner["uid"] == job["metadata"]["uid"] and owner["controller"] is True
+    assert jobs.TRACKING_FINALIZER in adopted["metadata"]["finalizers"]
+    for pod in pods:
+        await finish(client, pod)
+    done = await finished_job(client, namespace, "adopter", "Complete")
+    assert done["status"]["succeeded"] == 2
+
+
+def index_of(pod: dict) -> int:
+    return int(pod["metadata"]["annotations"][jobs.COMPLETION_INDEX])
+
+
+async def test_an_index_fails_alone_when_its_own_backoff_limit_is_used_up(client, namespace):
+    await create_job(
+        client,
+        namespace,
+        "per-index",
+        completions=2,
+        parallelism=2,
+        completionMode="Indexed",
+        backoffLimitPerIndex=1,
+    )
+    first = await running_pods(client, namespace, "per-index", 2)
+    zero = next(p for p in first if index_of(p) == 0)
+    assert zero["metadata"]["annotations"][jobs.INDEX_FAILURES] == "0"
+    await finish(client, zero, exit_code=1)
+
+    async def retried():
+        pods = await running_pods(client, namespace, "per-index", 2)
+        again = [p for p in pods if index_of(p) == 0]
+        return (
+            again[0] if again and again[0]["metadata"]["uid"] != zero["metadata"]["uid"] else None
+        )
+
+    retry = await eventually(retried, "index 0 to run again")
+    assert retry["metadata"]["annotations"][jobs.INDEX_FAILURES] == "1"
+    await finish(client, retry, exit_code=1)  # index 0 has no failures left
+
+    async def index_failed():
+        status = (await get_job(client, namespace, "per-index")).get("status") or {}
+        return status if status.get("failedIndexes") == "0" else None
+
+    await eventually(index_failed, 'failedIndexes "0"')
+    [one] = await running_pods(client, namespace, "per-index", 1)  # index 0 is not retried
+    assert index_of(one) == 1
+    await finish(client, one)
+    failed = await finished_job(client, namespace, "per-index", "Failed")
+    assert condition(failed, "Failed")["reason"] == "FailedIndexes"
+    assert condition(failed, "Failed")["message"] == "Job has failed indexes"
+    assert failed["status"]["completedIndexes"] == "1"
+    assert failed["status"]["failedIndexes"] == "0"
+    assert failed["status"]["failed"] == 2
+
+
+async def test_too_many_failed_indexes_fail_the_job(client, namespace):
+    await create_job(
+        client,
+        namespace,
+        "max-failed",
+        completions=3,
+        parallelism=3,
+        completionMode="Indexed",
+        backoffLimitPerIndex=0,
+        maxFailedIndexes=0,
+    )
+    pods = await running_pods(client, namespace, "max-failed", 3)
+    await finish(client, next(p for p in pods if index_of(p) == 1), exit_code=1)
+    failed = await finished_job(client, namespace, "max-failed", "Failed")
+    reason = condition(failed, "Failed")
+    assert reason["reason"] == "MaxFailedIndexesExceeded"
+    assert reason["message"] == "Job has exceeded the specified maximal number of failed indexes"
+    assert failed["status"]["failedIndexes"] == "1"
+    # the indexes still running were stopped: only the failed pod is left
+    left = await job_pods(client, namespace, "max-failed")
+    assert [(index_of(p), p["status"]["phase"]) for p in left] == [(1, "Failed")]
+
+
+async def test_a_success_policy_completes_the_job_early(client, namespace):
+    policy = {"rules": [{"succeededIndexes": "0"}]}
+    await create_job(
+        client,
+        namespace,
+        "leader",
+        completions=3,
+        parallelism=3,
+        completionMode="Indexed",
+        successPolicy=policy,
+    )
+    pods = await running_pods(client, namespace, "leader", 3)
+    await finish(client, next(p for p in pods if index_of(p) == 0))
+    done = await finished_job(client, namespace, "leader", "Complete")
+    met = condition(done, "SuccessCriteriaMet")
+    assert (met["reason"], met["message"]) == ("SuccessPolicy", "Matched rules at index 0")
+    assert condition(done, "Complete")["reason"] == "SuccessPolicy"
+    assert done["status"]["completedIndexes"] == "0"
+    assert not done["status"].get("failed")
+    # the other indexes were stopped: only the leader's pod is left
+    left = await job_pods(client, namespace, "leader")
+    assert [(index_of(p), p["status"]["phase"]) for p in left] == [(0, "Succeeded")]
+
+
 # -------------------------------------------------------------------- units
 
 
@@ -372,3 +496,18 @@ def test_pod_failure_backoff_doubles_up_to_a_cap():
     assert jobs.Backoff(3, 100.0).remaining(100.0, 10.0) == 40.0
     assert jobs.Backoff(30, 100.0).remaining(100.0, 10.0) == jobs.MAX_POD_BACKOFF
     assert jobs.Backoff(2, 100.0).remaining(200.0, 10.0) == 0
+
+
+def test_success_policy_rules_are_met_by_indexes_or_counts():
+    def job(*rules):
+        return {"spec": {"completions": 5, "successPolicy": {"rules": list(rules)}}}
+
+    by_indexes = job({"succeededIndexes": "0-2"})
+    assert jobs._success_policy_condition(by_indexes, {0, 1}) is None
+    assert jobs._success_policy_condition(by_indexes, {0, 1, 2})["reason"] == "SuccessPolicy"
+    some_of = job({"succeededIndexes": "7"}, {"succeededIndexes": "1-3", "succeededCount": 2})
+    met = jobs._success_policy_condition(some_of, {1, 4, 3})
+    assert met["message"] == "Matched rules at index 1"
+    counted = job({"succeededCount": 3})
+    assert jobs._success_policy_condition(counted, {0, 4}) is None
+    assert jobs._success_policy_condition(counted, {0, 2, 4})["type"] == "SuccessCriteriaMet"

@@ -106,7 +106,9 @@ def test_edit_with_a_scripted_editor(server, tmp_path):
 def test_output_forms(server):
     server.ok("create", "namespace", "forms")
     server.ok("create", "configmap", "one", "-n", "forms", "--from-literal=a=1")
-    assert server.ok("get", "cm", "-n", "forms", "-o", "name").split() == ["configmap/one"]
+    names = set(server.ok("get", "cm", "-n", "forms", "-o", "name").split())
+    # every namespace also gets the cluster CA (the root CA publisher's), soon or already
+    assert names - {"configmap/kube-root-ca.crt"} == {"configmap/one"}
     yaml_out = server.ok("get", "cm", "one", "-n", "forms", "-o", "yaml")
     assert "kind: ConfigMap" in yaml_out and 'a: "1"' in yaml_out
     wide = server.ok("get", "cm", "-A", "-o", "wide").splitlines()

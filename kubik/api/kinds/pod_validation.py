@@ -38,6 +38,7 @@ from kubik.api.validation import (
     semantic_equal,
     spec_diff,
     validate_annotations,
+    validate_label_selector,
     validate_labels,
 )
 
@@ -124,6 +125,7 @@ def validate_pod_spec(spec: Object, path: str, *, is_pod: bool) -> Causes:
         )
     causes += _scheduling_gates(spec.get("schedulingGates") or [], f"{path}.schedulingGates")
     causes += _topology_spread(spec.get("topologySpreadConstraints") or [], path)
+    causes += _pod_affinity(spec.get("affinity") or {}, f"{path}.affinity")
     for key in ("serviceAccountName", "nodeName", "priorityClassName", "runtimeClassName"):
         if spec.get(key):
             causes += each_invalid(
@@ -221,12 +223,14 @@ def _scheduling_gates(gates: list[Object], path: str) -> Causes:
 
 def _topology_spread(constraints: list[Object], path: str) -> Causes:
     causes: Causes = []
+    pairs = [(c.get("topologyKey") or "", c.get("whenUnsatisfiable")) for c in constraints]
     for i, constraint in enumerate(constraints):
         at = f"{path}.topologySpreadConstraints[{i}]"
         skew = constraint.get("maxSkew")
         if not is_int(skew) or skew <= 0:
             causes.append(invalid(f"{at}.maxSkew", skew, "must be greater than zero"))
-        if not constraint.get("topologyKey"):
+        key = constraint.get("topologyKey") or ""
+        if not key:
             causes.append(required(f"{at}.topologyKey", "can not be empty"))
         action = constraint.get("whenUnsatisfiable")
         if not action:
@@ -237,7 +241,100 @@ def _topology_spread(constraints: list[Object], path: str) -> Causes:
                     f"{at}.whenUnsatisfiable", action, ("DoNotSchedule", "ScheduleAnyway")
                 )
             )
+        if pairs[i] in pairs[i + 1 :]:  # a constraint is one (topology key, action) pair
+            causes.append(
+                duplicate(f"{at}.{{topologyKey, whenUnsatisfiable}}", f"{{{key}, {action}}}")
+            )
+        domains = constraint.get("minDomains")
+        if domains is not None:
+            if not is_int(domains) or domains <= 0:
+                causes.append(invalid(f"{at}.minDomains", domains, "must be greater than zero"))
+            if action != "DoNotSchedule":
+                causes.append(
+                    invalid(
+                        f"{at}.minDomains",
+                        domains,
+                        f"can only use minDomains if whenUnsatisfiable=DoNotSchedule, not {action}",
+                    )
+                )
+        for policy in ("nodeAffinityPolicy", "nodeTaintsPolicy"):
+            if constraint.get(policy) is not None:
+                causes += required_enum(constraint[policy], f"{at}.{policy}", ("Honor", "Ignore"))
+        selector = constraint.get("labelSelector")
+        causes += _match_label_keys(constraint.get("matchLabelKeys") or [], selector, at)
+        causes += validate_label_selector(selector, f"{at}.labelSelector")
     return causes
+
+
+def _match_label_keys(keys: list[str], selector: Object | None, at: str) -> Causes:
+    """A spread constraint's matchLabelKeys: label keys its label selector does not name."""
+    if not keys:
+        return []
+    path = f"{at}.matchLabelKeys"
+    causes: Causes = []
+    if selector is None:
+        causes.append(forbidden(path, "must not be specified when labelSelector is not set"))
+    named = set((selector or {}).get("matchLabels") or {})
+    named |= {e.get("key") for e in (selector or {}).get("matchExpressions") or []}
+    for i, key in enumerate(keys):
+        causes += each_invalid(f"{path}[{i}]", key, qualified_name_problems(key))
+        if key in named:
+            causes.append(
+                invalid(f"{path}[{i}]", key, "exists in both matchLabelKeys and labelSelector")
+            )
+    return causes
+
+
+def _pod_affinity(affinity: Object, path: str) -> Causes:
+    """Pod affinity and anti-affinity terms (upstream's validatePodAffinityTerm)."""
+    causes: Causes = []
+    for kind in ("podAffinity", "podAntiAffinity"):
+        rules = affinity.get(kind) or {}
+        at = f"{path}.{kind}"
+        required_terms = "requiredDuringSchedulingIgnoredDuringExecution"
+        for i, term in enumerate(rules.get(required_terms) or []):
+            causes += _pod_affinity_term(term, f"{at}.{required_terms}[{i}]")
+        preferred = "preferredDuringSchedulingIgnoredDuringExecution"
+        for i, weighted in enumerate(rules.get(preferred) or []):
+            weight = weighted.get("weight")
+            if not is_int(weight) or not 1 <= weight <= 100:
+                causes.append(
+                    invalid(f"{at}.{preferred}[{i}].weight", weight, "must be in the range 1-100")
+                )
+            causes += _pod_affinity_term(
+                weighted.get("podAffinityTerm") or {}, f"{at}.{preferred}[{i}].podAffinityTerm"
+            )
+    return causes
+
+
+def _pod_affinity_term(term: Object, path: str) -> Causes:
+    selector = term.get("labelSelector")
+    causes = validate_label_selector(selector, f"{path}.labelSelector")
+    causes += validate_label_selector(term.get("namespaceSelector"), f"{path}.namespaceSelector")
+    for name in term.get("namespaces") or []:
+        causes += each_invalid(f"{path}.namespace", name, dns1123_label_problems(name))
+    match_keys = term.get("matchLabelKeys") or []
+    mismatch_keys = term.get("mismatchLabelKeys") or []
+    for field, keys in (("matchLabelKeys", match_keys), ("mismatchLabelKeys", mismatch_keys)):
+        if keys and selector is None:
+            causes.append(
+                forbidden(f"{path}.{field}", "must not be specified when labelSelector is not set")
+            )
+        for i, key in enumerate(keys):
+            causes += each_invalid(f"{path}.{field}[{i}]", key, qualified_name_problems(key))
+    for i, key in enumerate(match_keys):
+        if key in mismatch_keys:
+            causes.append(
+                invalid(
+                    f"{path}.matchLabelKeys[{i}]",
+                    key,
+                    "exists in both matchLabelKeys and mismatchLabelKeys",
+                )
+            )
+    key = term.get("topologyKey") or ""
+    if not key:
+        causes.append(required(f"{path}.topologyKey", "can not be empty"))
+    return causes + each_invalid(f"{path}.topologyKey", key, qualified_name_problems(key))
 
 
 def validate_tolerations(tolerations: list[Object], path: str) -> Causes:

@@ -16,4 +16,5 @@ from kubik.api.printers import (  # noqa: F401 - imported to register
     policy,
     rbac,
     scheduling,
+    storage,
 )
