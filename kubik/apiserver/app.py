@@ -17,7 +17,7 @@ import orjson
 from kubik import __version__
 from kubik.api import errors, schemas
 from kubik.api.registry import Registry
-from kubik.apiserver import auth, discovery
+from kubik.apiserver import auth, discovery, nodejoin, nodeproxy
 from kubik.apiserver.http import Request, Response, StreamResponse, Upgrade
 from kubik.apiserver.openapi import OpenAPI
 from kubik.apiserver.rest import RestHandler, Target, respond
@@ -43,6 +43,8 @@ class App:
         server_address: str,
         openapi: OpenAPI,
         ready=None,
+        node_join: nodejoin.NodeJoin | None = None,
+        node_proxy: nodeproxy.NodeProxy | None = None,
     ) -> None:
         self.registry = registry
         self.rest = rest
@@ -52,6 +54,8 @@ class App:
         self.server_address = server_address
         self.openapi = openapi
         self.ready = ready
+        self.node_join = node_join
+        self.node_proxy = node_proxy
 
     async def __call__(self, request: Request) -> Response | StreamResponse | Upgrade:
         started = time.perf_counter()
@@ -73,6 +77,8 @@ class App:
         path = request.path.rstrip("/") or "/"
         if path in auth.PUBLIC_PATHS or path.startswith(("/healthz/", "/livez/", "/readyz/")):
             return self._public(path, request)
+        if self.node_join is not None and path in nodejoin.PATHS:
+            return await self.node_join.handle(request)  # checks the node token itself
         user = self.authenticator.authenticate(request)
         if user is None:
             raise errors.unauthorized()
@@ -193,6 +199,12 @@ class App:
             )
         if verb not in resource.verbs and not target.subresource:
             raise errors.method_not_supported(resource.plural, resource.group, verb)
+        if (
+            self.node_proxy is not None
+            and target.subresource in nodeproxy.SUBRESOURCES
+            and (resource.group, resource.plural) == ("", "pods")
+        ):
+            return await self.node_proxy.handle(target, request)
         if (target.subresource and target.subresource != "status") or resource.verbs == ("create",):
             return await self.subresources.handle(target, verb, request)
         handler = {

@@ -1,9 +1,10 @@
 """The API server component: TLS, credentials, watch caches, bootstrap objects, HTTP.
 
-On start it makes (or reuses) the cluster CA, the serving certificate and
-`<data-dir>/admin.kubeconfig`; opens one watch cache per storage prefix;
-creates the namespaces and the `default/kubernetes` service a cluster has
-from the beginning; then listens.
+On start it makes (or reuses) the cluster CA, the serving certificate,
+`<data-dir>/admin.kubeconfig` and `<data-dir>/node-token` (for joining
+agents); opens one watch cache per storage prefix; creates the namespaces
+and the `default/kubernetes` service a cluster has from the beginning; then
+listens.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from collections.abc import Callable
 from kubik import component
 from kubik.api import builtin, errors, schemas, strategy
 from kubik.api.registry import Registry, Resource
-from kubik.apiserver import auth, tls
+from kubik.apiserver import auth, nodejoin, nodeproxy, tls
+from kubik.apiserver.admission import priority
 from kubik.apiserver.app import App
 from kubik.apiserver.crds import CustomResourceManager
 from kubik.apiserver.eventttl import SharedLeases
@@ -61,11 +63,14 @@ class APIServer(component.Component):
         self.registry: Registry = builtin.builtin_registry()
         self.port = 0
         self.kubeconfig = os.path.join(data_dir, "admin.kubeconfig")
+        self.ca: tls.ClusterCA | None = None  # once started: signs the in-process agent's certs
 
     async def start(self) -> None:
         store = self._get_store()
         tls_dir = os.path.join(self._data_dir, "tls")
         ca, cert_path, key_path = await asyncio.to_thread(self._certificates, tls_dir)
+        self.ca = ca
+        token = await asyncio.to_thread(nodejoin.ensure_node_token, self._data_dir, ca.cert_pem)
         stores = {}
         for resource in self.registry.all():
             stores[resource] = ResourceStore(store, resource, await self._cache(store, resource))
@@ -96,6 +101,12 @@ class APIServer(component.Component):
             server_address=f"{self._advertise_address}:{self._port}",
             openapi=openapi,
             ready=self.ready,
+            node_join=nodejoin.NodeJoin(ca, token),
+            node_proxy=nodeproxy.NodeProxy(
+                stores[self.registry.get("", "v1", "pods")],
+                stores[self.registry.get("", "v1", "nodes")],
+                await asyncio.to_thread(_kubelet_client_context, ca),
+            ),
         )
         self._http = HTTPServer(
             app, ssl_context=tls.server_context(cert_path, key_path, ca.paths.ca_crt)
@@ -139,6 +150,17 @@ class APIServer(component.Component):
             await cache.stop()
 
 
+def _kubelet_client_context(ca: tls.ClusterCA):
+    """TLS towards the nodes' API: upstream's kubelet client credential, the CA to check them."""
+    cert, key = tls.ensure_client_cert(
+        ca,
+        "kubelet-client",
+        common_name="kube-apiserver-kubelet-client",
+        organizations=("system:masters",),
+    )
+    return nodeproxy.client_context(ca.paths.ca_crt, cert, key)
+
+
 def _settle_memory() -> None:
     """Load the schemas now and move everything alive at start-up out of the garbage
     collector's sight: hundreds of thousands of long-lived schema objects would
@@ -151,7 +173,8 @@ def _settle_memory() -> None:
 async def _bootstrap(
     stores: dict[Resource, ResourceStore], registry: Registry, allocator: ServiceAllocator
 ) -> None:
-    """The namespaces and the `kubernetes` service every cluster starts with."""
+    """The namespaces, the system PriorityClasses and the `kubernetes` service every cluster
+    starts with."""
     namespaces = registry.get("", "v1", "namespaces")
     for name in BOOTSTRAP_NAMESPACES:
         obj = {
@@ -161,6 +184,9 @@ async def _bootstrap(
             "spec": {"finalizers": ["kubernetes"]},
         }
         await _ensure(stores[namespaces], namespaces, obj)
+    priority_classes = registry.get(priority.GROUP, "v1", priority.PLURAL)
+    for obj in priority.system_classes():
+        await _ensure(stores[priority_classes], priority_classes, obj)
     services = registry.get("", "v1", "services")
     kubernetes = {
         "apiVersion": "v1",

@@ -4,6 +4,7 @@
 - `agent`: a worker node (kubelet + proxy) joining a server;
 - `apiserver`, `scheduler`, `controller-manager`, `kubelet`, `proxy`: one part
   alone, for split and HA deployments;
+- `images`: build the node's offline images, import images into containerd;
 - `version`.
 
 Parts not built yet say so instead of pretending to run.
@@ -14,14 +15,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import re
 import sys
 
 import kubik
 from kubik import component
 from kubik.apiserver.server import APIServer
+from kubik.controllers import nodeipam
 from kubik.controllers.manager import ControllerManager
 from kubik.hollow import cli as hollow_cli
+from kubik.kubelet import cli as kubelet_cli
+from kubik.kubelet import images
 from kubik.scheduler import config as scheduler_config
 from kubik.scheduler.scheduler import Scheduler
 from kubik.store import errors as store_errors
@@ -33,8 +38,6 @@ DEFAULT_DATA_DIR = "/var/lib/kubik"
 
 # Roles whose components do not exist yet, and the issue that builds them.
 _NOT_BUILT = {
-    "agent": "the kubelet (issue 6)",
-    "kubelet": "the kubelet (issue 6)",
     "proxy": "the service proxy",
 }
 
@@ -90,9 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run no scheduler here (run `kubik scheduler` elsewhere)",
     )
 
-    agent = roles.add_parser("agent", parents=[shared], help="a worker node joining a server")
-    agent.add_argument("--server", required=True, help="the API server URL")
-    agent.add_argument("--token", required=True, help="the server's node token")
+    kubelet_cli.add_agent_flags(server)
+    kubelet_cli.add_parsers(roles, [shared])
 
     roles.add_parser(
         "apiserver", parents=[shared, store_flags, api_flags], help="the API server alone"
@@ -109,11 +111,21 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["true", "false"],
         help="elect a leader among schedulers (default: the configuration's, else true)",
     )
-    for role in ("kubelet", "proxy"):
-        sub = roles.add_parser(role, parents=[shared], help=f"the {role} alone")
-        sub.add_argument("--kubeconfig", help="credentials for the API server")
+    scheduler.add_argument(
+        "--metrics-address",
+        default="127.0.0.1:10259",
+        help="where /healthz and /metrics of the scheduler are served (default %(default)s)",
+    )
+    server.add_argument(
+        "--scheduler-metrics-address",
+        default="127.0.0.1:10259",
+        help="where /healthz and /metrics of the scheduler are served (default %(default)s)",
+    )
+    proxy = roles.add_parser("proxy", parents=[shared], help="the proxy alone")
+    proxy.add_argument("--kubeconfig", help="credentials for the API server")
 
     hollow_cli.add_parser(roles)
+    images.add_parser(roles, [shared])
     roles.add_parser("version", help="print the version")
     return parser
 
@@ -134,6 +146,15 @@ def _controller_flags(parser: argparse.ArgumentParser) -> None:
         "--controller-metrics-address",
         default="127.0.0.1:10257",
         help="where /healthz and /metrics of the controllers are served",
+    )
+    parser.add_argument(
+        "--cluster-cidr",
+        help=f"the range node pod CIDRs are cut from (default {nodeipam.DEFAULT_CLUSTER_CIDR})",
+    )
+    parser.add_argument(
+        "--root-ca-file",
+        default="",
+        help="the CA bundle published to pods as kube-root-ca.crt (default: the kubeconfig's CA)",
     )
 
 
@@ -163,12 +184,14 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    if args.role == "images":
+        return images.run_cli(args)
     if args.role in _NOT_BUILT:
         log.error("kubik %s: %s is not built yet", args.role, _NOT_BUILT[args.role])
         return 2
     try:
         asyncio.run(_serve(args))
-    except (store_errors.StoreError, scheduler_config.ConfigError) as exc:
+    except (store_errors.StoreError, scheduler_config.ConfigError, *kubelet_cli.ERRORS) as exc:
         log.error("%s", exc)
         return 1
     except OSError as exc:
@@ -179,22 +202,28 @@ def main(argv: list[str] | None = None) -> int:
 
 def _controller_manager(args: argparse.Namespace, kubeconfig: str) -> ControllerManager:
     host, _, port = args.controller_metrics_address.rpartition(":")
+    if args.cluster_cidr:  # the node IPAM controller reads its settings from the environment
+        os.environ[nodeipam.CIDR_VARIABLE] = args.cluster_cidr
     return ControllerManager(
         kubeconfig=kubeconfig,
         controllers=[c.strip() for c in args.controllers.split(",") if c.strip()],
         workers=args.workers,
         leader_elect=args.leader_elect == "true",
         metrics_address=(host or "127.0.0.1", int(port)),
+        root_ca_file=args.root_ca_file,
     )
 
 
 def _scheduler(args: argparse.Namespace, kubeconfig: str) -> Scheduler:
     """`kubik scheduler` with its --config, or the server's scheduler (default profile)."""
     leader_elect = None if args.leader_elect is None else args.leader_elect == "true"
+    address = args.metrics_address if args.role == "scheduler" else args.scheduler_metrics_address
+    host, _, port = address.rpartition(":")
     return Scheduler(
         kubeconfig=kubeconfig,
         config=scheduler_config.load(getattr(args, "config", None)),
         leader_elect=leader_elect,
+        metrics_address=(host or "127.0.0.1", int(port)),
     )
 
 
@@ -208,6 +237,9 @@ async def _serve(args: argparse.Namespace) -> None:
     if args.role == "scheduler":
         await component.run([_scheduler(args, args.kubeconfig)])
         return
+    if args.role in ("agent", "kubelet"):
+        await kubelet_cli.serve(args)
+        return
     store = StoreService(datastore_endpoint=args.datastore_endpoint, data_dir=args.data_dir)
     api = APIServer(
         store=lambda: store.store,
@@ -219,12 +251,18 @@ async def _serve(args: argparse.Namespace) -> None:
     if args.role != "server":
         await component.run([store, api])
         return
-    log.info("kubik server: store, API server, controllers and scheduler; no node agent yet")
+    agent = None if args.disable_agent else kubelet_cli.server_agent(args, api)
+    log.info(
+        "kubik server: store, API server, controllers, scheduler%s",
+        "" if agent is None else " and a node agent",
+    )
     components: list[component.Component] = [store, api]
     if not args.disable_controller_manager:
         components.append(_controller_manager(args, api.kubeconfig))
     if not args.disable_scheduler:
         components.append(_scheduler(args, api.kubeconfig))
+    if agent is not None:
+        components.append(agent)
     await component.run(components)
 
 

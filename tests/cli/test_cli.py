@@ -23,7 +23,7 @@ def test_version():
 
 def test_server_starts_the_store_and_stops_cleanly_on_sigterm(tmp_path):
     proc = subprocess.Popen(
-        [*KUBIK, "server", "--data-dir", str(tmp_path)],
+        [*KUBIK, "server", "--data-dir", str(tmp_path), "--disable-agent"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -55,7 +55,14 @@ def test_unparseable_endpoints_fail_clearly(tmp_path):
         ("etcd://127.0.0.1:abc", "is not host:port"),
         ("127.0.0.1:2379", "has no scheme"),
     ]:
-        result = run("server", "--data-dir", str(tmp_path), "--datastore-endpoint", endpoint)
+        result = run(
+            "server",
+            "--data-dir",
+            str(tmp_path),
+            "--disable-agent",
+            "--datastore-endpoint",
+            endpoint,
+        )
         assert result.returncode == 1
         assert message in result.stderr
         assert "Traceback" not in result.stderr
@@ -66,7 +73,12 @@ def test_unreachable_etcd_fails_clearly(tmp_path):
     started = time.monotonic()
     # 127.0.0.1:9 (discard) has nothing listening here
     result = run(
-        "server", "--data-dir", str(tmp_path), "--datastore-endpoint", "etcd://127.0.0.1:9"
+        "server",
+        "--data-dir",
+        str(tmp_path),
+        "--disable-agent",
+        "--datastore-endpoint",
+        "etcd://127.0.0.1:9",
     )
     assert result.returncode == 1
     assert "127.0.0.1:9" in result.stderr
@@ -75,7 +87,7 @@ def test_unreachable_etcd_fails_clearly(tmp_path):
 
 
 def test_roles_not_built_yet_say_so():
-    result = run("kubelet")
+    result = run("proxy")
     assert result.returncode == 2
     assert "not built yet" in result.stderr
 

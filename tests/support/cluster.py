@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,12 +49,16 @@ class KubikServer:
         datastore_endpoint: str = "",
         extra_args=(),
         env: dict[str, str] | None = None,
+        agent: bool = False,
+        wrapper: Sequence[str] = (),
     ) -> None:
         self.data_dir = Path(data_dir)
         self.port = free_port()
         self.datastore_endpoint = datastore_endpoint
         self.extra_args = list(extra_args)
         self.env = dict(env or {})  # added to this process's environment for the server
+        self.agent = agent  # run the node agent (containerd, pods): only inside a test netns
+        self.wrapper = list(wrapper)  # prefixes the server's and kubectl's argv (e.g. nsenter)
         self.proc: subprocess.Popen | None = None
         self.log_path = self.data_dir / "server.log"
 
@@ -68,6 +73,7 @@ class KubikServer:
     def start(self, timeout: float = 60) -> KubikServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
+            *self.wrapper,
             sys.executable,
             "-m",
             "kubik.cli.main",
@@ -80,8 +86,12 @@ class KubikServer:
             "127.0.0.1",
             "--controller-metrics-address",  # many servers may run at once in tests
             "127.0.0.1:0",
+            "--scheduler-metrics-address",
+            "127.0.0.1:0",
             *self.extra_args,
         ]
+        if not self.agent:
+            args.append("--disable-agent")
         if self.datastore_endpoint:
             args += ["--datastore-endpoint", self.datastore_endpoint]
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
@@ -123,7 +133,7 @@ class KubikServer:
         cache = tempfile.mkdtemp(prefix="kubectl-cache-")
         run_env = {**os.environ, "HOME": cache, **(env or {})}
         completed = subprocess.run(
-            [binary, "--kubeconfig", self.kubeconfig, "--cache-dir", cache, *args],
+            [*self.wrapper, binary, "--kubeconfig", self.kubeconfig, "--cache-dir", cache, *args],
             input=stdin,
             capture_output=True,
             text=True,

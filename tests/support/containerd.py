@@ -143,9 +143,9 @@ async def _teardown(
             problems.append(f"removing pods: {exc.details()}")
         await client.close()
     await component.stop()
-    problems += _kill_shims(component.socket)
+    problems += kill_shims(component.socket)
     problems += remove_cgroups(cgroup_parent)
-    problems += _unmount_below(root)
+    problems += unmount_below(root)
     netns.delete()
     shutil.rmtree(root, ignore_errors=True)
     assert not problems, "the containerd environment left things behind: " + "; ".join(problems)
@@ -163,7 +163,7 @@ async def remove_all_pods(client: RuntimeClient) -> None:
         )
 
 
-def _kill_shims(socket: str) -> list[str]:
+def kill_shims(socket: str) -> list[str]:
     """SIGKILL shims still serving our containerd's pods (there should be none)."""
     killed = []
     for entry in Path("/proc").iterdir():
@@ -195,7 +195,7 @@ def remove_cgroups(parent: str) -> list[str]:
     return problems
 
 
-def _unmount_below(root: Path) -> list[str]:
+def unmount_below(root: Path) -> list[str]:
     """Lazily unmount anything still mounted under `root`, so rmtree stays inside it."""
     prefix = str(root) + "/"
     mounts = []

@@ -53,7 +53,8 @@ class RuntimeClient:
         """Wait until the runtime answers Version; raise TimeoutError after `timeout` seconds.
 
         A runtime that was just started has no socket yet, or one that refuses
-        connections for a moment: both are retried until the deadline.
+        connections for a moment, or (containerd) answers UNKNOWN "server is not
+        initialized yet" while it loads its state: all are retried until the deadline.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -62,10 +63,7 @@ class RuntimeClient:
             try:
                 return await self.version(timeout=min(remaining, 2.0))
             except grpc.aio.AioRpcError as exc:
-                if exc.code() not in (
-                    grpc.StatusCode.UNAVAILABLE,
-                    grpc.StatusCode.DEADLINE_EXCEEDED,
-                ):
+                if not _starting_up(exc):
                     raise
                 last = exc
             await asyncio.sleep(min(0.05, max(deadline - loop.time(), 0)))
@@ -76,3 +74,10 @@ class RuntimeClient:
 
     async def close(self) -> None:
         await self._channel.close()
+
+
+def _starting_up(exc: grpc.aio.AioRpcError) -> bool:
+    """Whether an error only says the runtime has not finished starting."""
+    if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return True
+    return exc.code() == grpc.StatusCode.UNKNOWN and "not initialized" in (exc.details() or "")

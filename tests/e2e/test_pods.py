@@ -1,0 +1,391 @@
+"""Pods on a real node, driven with kubectl: running, restarting, failing, stopping.
+
+One `KubikNode` (server and agent in a network namespace of the test's own;
+kubectl runs there too). Pod IPs are reached from inside the namespace with
+curl; the node's containerd is read through its CRI socket, a unix socket the
+test reaches from the host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from kubik.kubelet import runtimestate
+from kubik.kubelet.cri.client import RuntimeClient
+from tests.support.cluster import KubikServer
+from tests.support.node import KubikNode
+
+NAMESPACE = "pods"
+BUSYBOX = "kubik.local/busybox:latest"
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+AGENT_READY = "agent is ready"
+WAIT = 120.0
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    kubik = KubikNode(tmp_path_factory.mktemp("pods")).start()
+    kubik.ok("create", "namespace", NAMESPACE)
+    yield kubik
+    kubik.stop()
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def apply(node: KubikNode, *objects: dict) -> None:
+    body = {"apiVersion": "v1", "kind": "List", "items": list(objects)}
+    done = node.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps(body))
+    assert done.returncode == 0, done.stderr
+
+
+def pod(name: str, *containers: dict, **spec) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": list(containers), **spec},
+    }
+
+
+def busybox(*command: str, name: str = "main", **fields) -> dict:
+    # the image is on the node already (its ":latest" would otherwise be pulled)
+    return {
+        "name": name,
+        "image": BUSYBOX,
+        "imagePullPolicy": "IfNotPresent",
+        "command": list(command) or ["sleep", "100000"],
+        **fields,
+    }
+
+
+def get_pod(node: KubikNode, name: str) -> dict:
+    return node.get("pod", name, "-n", NAMESPACE)
+
+
+def events_of(node: KubikNode, name: str) -> list[str]:
+    listed = node.get("events", "-n", NAMESPACE, "--field-selector", f"involvedObject.name={name}")
+    return [f"{e.get('reason')}: {e.get('message')}" for e in listed["items"]]
+
+
+def wait_pod(node: KubikNode, name: str, check, what: str, timeout: float = WAIT) -> dict:
+    deadline = time.monotonic() + timeout
+    last: dict = {}
+    while time.monotonic() < deadline:
+        last = get_pod(node, name)
+        if check(last):
+            return last
+        time.sleep(0.5)
+    raise AssertionError(
+        f"pod {name}: timed out waiting for {what}; status {last.get('status')}\n"
+        f"events: {events_of(node, name)}"
+    )
+
+
+def status_column(node: KubikNode, name: str) -> str:
+    """The STATUS kubectl prints for the pod."""
+    line = node.ok("get", "pod", name, "-n", NAMESPACE, "--no-headers").split()
+    return line[2]
+
+
+def container(pod_: dict, name: str = "main", key: str = "containerStatuses") -> dict:
+    for status in (pod_.get("status") or {}).get(key) or []:
+        if status["name"] == name:
+            return status
+    return {}
+
+
+def waiting(pod_: dict, name: str = "main", key: str = "containerStatuses") -> dict:
+    return (container(pod_, name, key).get("state") or {}).get("waiting") or {}
+
+
+def phase(pod_: dict) -> str:
+    return (pod_.get("status") or {}).get("phase", "")
+
+
+def is_ready(pod_: dict) -> bool:
+    conditions = (pod_.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def delete(node: KubikNode, *names: str, grace: int | None = None) -> None:
+    extra = [f"--grace-period={grace}"] if grace is not None else []
+    node.ok("delete", "pod", "-n", NAMESPACE, *names, *extra, timeout=WAIT)
+
+
+def runtime_listing(node: KubikNode) -> runtimestate.NodeListing:
+    async def listing():
+        client = RuntimeClient(node.socket)
+        try:
+            return await runtimestate.list_node(client)
+        finally:
+            await client.close()
+
+    return asyncio.run(listing())
+
+
+# ------------------------------------------------------------------ running
+
+
+def test_a_web_pod_becomes_ready_and_answers_on_its_pod_ip(node):
+    serve = (
+        "mkdir -p /www && echo hello from $(hostname) > /www/index.html"
+        " && exec httpd -f -p 8080 -h /www"
+    )
+    apply(
+        node,
+        pod(
+            "web",
+            busybox(
+                "sh",
+                "-c",
+                serve,
+                ports=[{"containerPort": 8080, "name": "http", "hostPort": 18080}],
+                readinessProbe={
+                    "httpGet": {"path": "/index.html", "port": "http"},
+                    "periodSeconds": 1,
+                },
+                livenessProbe={"tcpSocket": {"port": 8080}, "periodSeconds": 2},
+            ),
+        ),
+    )
+    web = wait_pod(
+        node, "web", lambda p: phase(p) == "Running" and is_ready(p), "Running and Ready"
+    )
+    ip = web["status"]["podIP"]
+    answer = node.exec_in_netns(["curl", "-s", "--max-time", "10", f"http://{ip}:8080/index.html"])
+    assert answer.stdout == "hello from web\n", answer
+    host_ip = web["status"]["hostIP"]
+    mapped = node.exec_in_netns(["curl", "-s", "--max-time", "10", f"http://{host_ip}:18080/"])
+    assert mapped.stdout == "hello from web\n", mapped
+    assert container(web)["ready"] and container(web)["restartCount"] == 0
+    assert status_column(node, "web") == "Running"
+    wide = node.ok("get", "pod", "web", "-n", NAMESPACE, "-o", "wide", "--no-headers").split()
+    assert ip in wide and node.node_name in wide
+    delete(node, "web")
+
+
+def test_a_crashing_container_is_restarted_with_growing_back_off(node):
+    apply(node, pod("crasher", busybox("sh", "-c", "echo oops; exit 1")))
+    crashed = wait_pod(
+        node,
+        "crasher",
+        lambda p: (
+            container(p).get("restartCount", 0) >= 2
+            and waiting(p).get("reason") == "CrashLoopBackOff"
+        ),
+        "two restarts and CrashLoopBackOff",
+    )
+    assert container(crashed)["lastState"]["terminated"]["exitCode"] == 1
+    assert status_column(node, "crasher") in ("CrashLoopBackOff", "Error")
+    assert "oops" in node.ok("logs", "-n", NAMESPACE, "crasher", "--previous")
+    assert any(
+        e.startswith("BackOff: Back-off restarting failed container main")
+        for e in events_of(node, "crasher")
+    )
+    delete(node, "crasher")
+
+
+def test_a_failing_init_container_blocks_the_pod(node):
+    apply(
+        node,
+        pod(
+            "init-fails",
+            busybox(),
+            initContainers=[busybox("sh", "-c", "exit 2", name="setup")],
+            restartPolicy="Never",
+        ),
+        pod(
+            "init-retries", busybox(), initContainers=[busybox("sh", "-c", "exit 2", name="setup")]
+        ),
+    )
+    failed = wait_pod(node, "init-fails", lambda p: phase(p) == "Failed", "Failed")
+    assert (
+        container(failed, "setup", "initContainerStatuses")["state"]["terminated"]["exitCode"] == 2
+    )
+    assert waiting(failed).get("reason") == "PodInitializing"
+    assert status_column(node, "init-fails") == "Init:Error"
+    retrying = wait_pod(
+        node,
+        "init-retries",
+        lambda p: container(p, "setup", "initContainerStatuses").get("restartCount", 0) >= 1,
+        "the init container to be retried",
+    )
+    assert phase(retrying) == "Pending"
+    assert status_column(node, "init-retries").startswith("Init:")
+    delete(node, "init-fails", "init-retries")
+
+
+def test_a_memory_limit_ends_in_oom_killed(node):
+    apply(
+        node,
+        pod(
+            "hog",
+            busybox(
+                "sh",
+                "-c",
+                "head -c 200m /dev/zero | tail",
+                resources={"limits": {"memory": "32Mi", "cpu": "500m"}},
+            ),
+            restartPolicy="Never",
+        ),
+    )
+    hog = wait_pod(node, "hog", lambda p: phase(p) == "Failed", "Failed")
+    terminated = container(hog)["state"]["terminated"]
+    assert (terminated["reason"], terminated["exitCode"]) == ("OOMKilled", 137)
+    assert status_column(node, "hog") == "OOMKilled"
+    delete(node, "hog")
+
+
+def test_graceful_deletion_runs_pre_stop_within_the_grace_period(node, tmp_path):
+    trace = tmp_path / "trace"
+    trace.mkdir()
+    apply(
+        node,
+        pod(
+            "graceful",
+            busybox(
+                "sh",
+                "-c",
+                "trap 'echo term >> /trace/log; exit 0' TERM; while true; do sleep 0.2; done",
+                volumeMounts=[{"name": "trace", "mountPath": "/trace"}],
+                lifecycle={
+                    "preStop": {"exec": {"command": ["sh", "-c", "echo prestop >> /trace/log"]}}
+                },
+            ),
+            busybox(name="stubborn"),  # PID 1 ignores TERM: it is killed when the grace ends
+            volumes=[{"name": "trace", "hostPath": {"path": str(trace)}}],
+            terminationGracePeriodSeconds=30,
+        ),
+    )
+    wait_pod(node, "graceful", is_ready, "Ready")
+    began = time.monotonic()
+    delete(node, "graceful", grace=4)
+    assert time.monotonic() - began >= 4
+    assert (trace / "log").read_text() == "prestop\nterm\n"
+
+
+# ------------------------------------------------------------------ failures
+
+
+def test_failures_carry_a_clear_reason(node):
+    missing_image = "127.0.0.1:1/missing/image:v1"  # refused inside the node's namespace
+    apply(
+        node,
+        pod("no-image", {"name": "main", "image": missing_image}),
+        pod("no-command", busybox("/bin/not-there")),
+        pod(
+            "no-config",
+            busybox(envFrom=[{"configMapRef": {"name": "not-created"}}]),
+        ),
+    )
+    pulled = wait_pod(
+        node,
+        "no-image",
+        lambda p: waiting(p).get("reason") == "ImagePullBackOff",
+        "ImagePullBackOff",
+    )
+    assert waiting(pulled)["message"].startswith(f'Back-off pulling image "{missing_image}"')
+    assert "connection refused" in waiting(pulled)["message"]
+    events = events_of(node, "no-image")
+    assert any(e.startswith(f'Failed: Failed to pull image "{missing_image}"') for e in events)
+    assert "Failed: Error: ErrImagePull" in events
+
+    nocmd = wait_pod(
+        node,
+        "no-command",
+        lambda p: (
+            waiting(p).get("reason") in ("RunContainerError", "CrashLoopBackOff")
+            and container(p).get("lastState", {}).get("terminated")
+        ),
+        "a start error",
+    )
+    last = container(nocmd)["lastState"]["terminated"]
+    assert last["reason"] == "StartError" and "/bin/not-there" in last["message"]
+
+    config = wait_pod(
+        node,
+        "no-config",
+        lambda p: waiting(p).get("reason") == "CreateContainerConfigError",
+        "CreateContainerConfigError",
+    )
+    assert waiting(config)["message"] == 'configmap "not-created" not found'
+    assert status_column(node, "no-config") == "CreateContainerConfigError"
+    delete(node, "no-image", "no-command", "no-config")
+
+
+# ------------------------------------------------------------------ the kubelet's own restarts
+
+
+def _kill_container_processes(cgroup_root: str, container_id: str) -> int:
+    killed = 0
+    for procs in (CGROUP_ROOT / "pids" / cgroup_root.lstrip("/")).rglob(
+        f"{container_id}/cgroup.procs"
+    ):
+        for pid in procs.read_text().split():
+            os.kill(int(pid), signal.SIGKILL)
+            killed += 1
+    return killed
+
+
+def test_a_killed_kubelet_comes_back_to_the_same_containers(node):
+    apply(node, pod("steady", busybox()), pod("pair", busybox(), busybox(name="side")))
+    steady = wait_pod(node, "steady", is_ready, "Ready")
+    pair = wait_pod(node, "pair", is_ready, "Ready")
+    side_id = container(pair, "side")["containerID"].removeprefix("containerd://")
+    started = node.log_path.read_text(errors="replace").count(AGENT_READY)
+
+    assert node.proc is not None
+    node.proc.send_signal(signal.SIGKILL)  # server and agent at once; the pods' shims stay
+    node.proc.wait()
+    assert _kill_container_processes(node.cgroup_root, side_id) >= 1  # dies meanwhile
+    KubikServer.start(node, WAIT)
+    deadline = time.monotonic() + WAIT
+    while node.log_path.read_text(errors="replace").count(AGENT_READY) <= started:
+        assert time.monotonic() < deadline, node.log_tail()
+        time.sleep(0.5)
+
+    pair = wait_pod(
+        node,
+        "pair",
+        lambda p: is_ready(p) and container(p, "side").get("restartCount") == 1,
+        "the side container restarted and the pod Ready",
+    )
+    assert (
+        container(pair, "main")["containerID"]
+        == container(get_pod(node, "pair"), "main")["containerID"]
+    )
+    again = wait_pod(node, "steady", is_ready, "still Ready")
+    assert container(again)["containerID"] == container(steady)["containerID"]
+    assert container(again)["restartCount"] == 0
+    listing = runtime_listing(node)
+    for name in ("steady", "pair"):
+        uid = get_pod(node, name)["metadata"]["uid"]
+        sandboxes = listing.sandboxes.get(uid, [])
+        assert len(sandboxes) == 1, f"{name} has sandboxes {sandboxes}"
+    delete(node, "steady", "pair")
+
+
+def test_nothing_is_left_on_the_node_after_deletion(node):
+    apply(node, pod("leftover", busybox(), busybox(name="second")))
+    wait_pod(node, "leftover", is_ready, "Ready")
+    node.ok("delete", "pods", "--all", "-n", NAMESPACE, "--grace-period=1", timeout=WAIT)
+    deadline = time.monotonic() + WAIT
+    while True:
+        listing = runtime_listing(node)
+        pods_dir = node.data_dir / "agent" / "pods"
+        leftovers = sorted(listing.uids()) + [p.name for p in pods_dir.iterdir()]
+        if not leftovers:
+            break
+        assert time.monotonic() < deadline, f"left on the node: {leftovers}"
+        time.sleep(0.5)
+    cgroups = CGROUP_ROOT / "memory" / node.cgroup_root.lstrip("/")
+    pod_cgroups = [p for p in cgroups.rglob("pod*") if p.is_dir()] if cgroups.exists() else []
+    assert not pod_cgroups
