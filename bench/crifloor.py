@@ -29,7 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from kubik.kubelet.cri import api_pb2  # noqa: E402
 from kubik.kubelet.cri.client import RuntimeClient  # noqa: E402
 from kubik.kubelet.images import BUSYBOX_IMAGE  # noqa: E402
-from tests.support.containerd import remove_cgroups, running_containerd  # noqa: E402
+from tests.support.containerd import (  # noqa: E402
+    remove_cgroups,
+    running_containerd,
+    sandbox_config,
+)
 
 ANCHOR_MS = {"run_pod_sandbox_ms": 87.0, "create_start_ms": 43.0, "pod_start_ms": 135.0}
 
@@ -53,7 +57,7 @@ async def measure_cri_floor(
     sandbox_ms, create_start_ms, pod_ms = [], [], []
     try:
         for i in range(n):
-            sandbox = _sandbox_config(f"crifloor-{i}", logs, parent, pod_network)
+            sandbox = sandbox_config(logs, parent, f"crifloor-{i}", pod_network=pod_network)
             container = api_pb2.ContainerConfig(
                 metadata=api_pb2.ContainerMetadata(name="web"),
                 image=api_pb2.ImageSpec(image=image),
@@ -91,29 +95,6 @@ async def measure_cri_floor(
         "create_start_ms": statistics.median(create_start_ms),
         "pod_start_ms": statistics.median(pod_ms),
     }
-
-
-def _sandbox_config(
-    name: str, logs: Path, cgroup_parent: str, pod_network: bool
-) -> api_pb2.PodSandboxConfig:
-    uid = uuid.uuid4().hex
-    log_directory = logs / f"default_{name}_{uid}"
-    log_directory.mkdir()
-    return api_pb2.PodSandboxConfig(
-        metadata=api_pb2.PodSandboxMetadata(name=name, uid=uid, namespace="default"),
-        hostname=name if pod_network else "",
-        log_directory=str(log_directory),
-        linux=api_pb2.LinuxPodSandboxConfig(
-            cgroup_parent=cgroup_parent,
-            security_context=api_pb2.LinuxSandboxSecurityContext(
-                namespace_options=api_pb2.NamespaceOption(
-                    network=api_pb2.POD if pod_network else api_pb2.NODE,
-                    pid=api_pb2.CONTAINER,
-                    ipc=api_pb2.POD,
-                )
-            ),
-        ),
-    )
 
 
 async def _remove(client: RuntimeClient, sandbox_id: str) -> None:

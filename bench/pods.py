@@ -40,13 +40,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.controllers import cpu_seconds, rss_mb  # noqa: E402
-from bench.crifloor import _remove, _sandbox_config, measure_cri_floor  # noqa: E402
+from bench.crifloor import _remove, measure_cri_floor  # noqa: E402
 from kubik.api import builtin  # noqa: E402
 from kubik.client.api import Client  # noqa: E402
 from kubik.kubelet import images  # noqa: E402
 from kubik.kubelet.cri import api_pb2  # noqa: E402
 from kubik.kubelet.cri.client import RuntimeClient  # noqa: E402
 from tests.support.cluster import KubikServer  # noqa: E402
+from tests.support.containerd import sandbox_config  # noqa: E402
 from tests.support.netns import NetNS, nsenter_argv  # noqa: E402
 from tests.support.node import KubikAgent, containerd_root  # noqa: E402
 
@@ -251,7 +252,7 @@ async def raw_burst(runtime: RuntimeClient, n: int, cgroup_parent: str) -> list[
     sandboxes: list[str] = []
 
     async def one(i: int) -> float:
-        sandbox = _sandbox_config(f"raw-{n}-{i}", logs, cgroup_parent, True)
+        sandbox = sandbox_config(logs, cgroup_parent, f"raw-{n}-{i}", pod_network=True)
         ran = await runtime.runtime.RunPodSandbox(
             api_pb2.RunPodSandboxRequest(config=sandbox), timeout=PHASE_TIMEOUT
         )

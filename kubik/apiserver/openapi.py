@@ -34,6 +34,7 @@ from kubik.api import errors, schemas
 from kubik.api.registry import Registry, Resource
 from kubik.apiserver import discovery
 from kubik.apiserver.http import Request, Response
+from kubik.apiserver.protobuf.wire import length_delimited
 
 Schema = dict[str, Any]
 
@@ -721,26 +722,10 @@ def _minimal_v2_protobuf() -> bytes:
     """
 
     def text(field: int, value: str) -> bytes:
-        return _length_delimited(field, value.encode())
+        return length_delimited(field, value.encode())
 
     info = text(1, "Kubernetes") + text(2, schemas.KUBERNETES_VERSION)
-    return text(1, "2.0") + _length_delimited(2, info)
-
-
-def _length_delimited(field: int, payload: bytes) -> bytes:
-    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
+    return text(1, "2.0") + length_delimited(2, info)
 
 
 def _answer(document: _Document, request: Request, path: str) -> Response:

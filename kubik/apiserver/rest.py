@@ -34,7 +34,6 @@ from kubik.api import (
 )
 from kubik.api.registry import Resource
 from kubik.apiserver import admission, codec, services
-from kubik.apiserver.admission import priority
 from kubik.apiserver.eventttl import SharedLeases
 from kubik.apiserver.http import Request, Response, StreamResponse
 from kubik.apiserver.recent import Recent
@@ -107,7 +106,6 @@ class RestHandler:
         self._services = services
         self._event_leases = event_leases
         self.admission = admission.Chain(admission.Stores(stores))
-        self.priority = priority.Priority(admission.Stores(stores))  # before defaults and chain
         self._lines: Recent[bytes] = Recent()  # encoded watch lines, shared by watchers
 
     def store_for(self, resource: Resource) -> ResourceStore:
@@ -211,11 +209,12 @@ class RestHandler:
         if resource.namespaced:
             await self._require_namespace(target.namespace, creating=True)
         attributes = _attributes(admission.CREATE, target, request, obj, None)
-        await self.priority.admit(attributes)
+        admitted = self.admission.wants(admission.CREATE, resource, target.subresource)
+        requested = copy.deepcopy(obj) if admitted else obj
         await self.admission.mutate(attributes)
         strategy.prepare_create(resource, obj)
         self._invalid_if(resource, obj, strategy.validate_create(resource, obj))
-        fieldmanager.record(obj, None, manager=_manager(request), operation="Update")
+        _record_creator(resource, obj, requested, _manager(request))
         await self.admission.validate(attributes)
         if _dry_run(request):
             return self._render_created(target, obj, request)
@@ -658,7 +657,6 @@ class RestHandler:
             if resource.namespaced:
                 await self._require_namespace(target.namespace, creating=True)
             attributes = _attributes(admission.CREATE, target, request, obj, None)
-            await self.priority.admit(attributes)
             await self.admission.mutate(attributes)
             strategy.prepare_create(resource, obj)
             self._invalid_if(resource, obj, strategy.validate_create(resource, obj))
@@ -807,6 +805,23 @@ def _attributes(
         request.user,
         _dry_run(request),
     )
+
+
+def _record_creator(resource: Resource, obj: Object, requested: Object, manager: str) -> None:
+    """Give the creator of `obj` the fields of its request, as upstream's field manager does
+    before mutating admission: with the kind's defaults (upstream's come with decoding), not
+    what admission added (the service account volume, LimitRanger's resources). Server-side
+    apply's create owns what it applies, before admission, by the same rule."""
+    if requested is obj:  # no plugin had anything to do with it
+        fieldmanager.record(obj, None, manager=manager, operation="Update")
+        return
+    strategy.prepare_create(resource, requested)
+    fieldmanager.record(requested, None, manager=manager, operation="Update")
+    managed = requested["metadata"].get("managedFields")
+    if managed is None:
+        obj["metadata"].pop("managedFields", None)
+    else:
+        obj["metadata"]["managedFields"] = managed
 
 
 def _is_service(resource: Resource) -> bool:

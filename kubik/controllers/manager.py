@@ -17,16 +17,14 @@ import pkgutil
 import socket
 import uuid
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
 from kubik import component
-from kubik.apiserver.http import HTTPServer, Request, Response
 from kubik.client import kubeconfig
 from kubik.client.api import Client
 from kubik.client.events import EventRecorder
 from kubik.client.informer import InformerFactory
 from kubik.client.leaderelection import LeaderElector
 from kubik.controllers import base, metrics
+from kubik.metricsserver import MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +85,7 @@ class ControllerManager(component.Component):
         self._root_ca_file = root_ca_file
         self._root_ca = b""
         self._client: Client | None = None
-        self._http: HTTPServer | None = None
+        self._http: MetricsServer | None = None
         self._task: asyncio.Task | None = None
         self._chosen: list[str] = []
         self._classes: dict[str, type[base.Controller]] = {}
@@ -102,7 +100,7 @@ class ControllerManager(component.Component):
         self._client = Client.from_kubeconfig(
             self._kubeconfig, user_agent="kube-controller-manager"
         )
-        self._http = HTTPServer(self._serve, ssl_context=None)
+        self._http = MetricsServer(metrics.REGISTRY)
         self.metrics_port = await self._http.listen(*self._metrics_address)
         log.info(
             "controllers: %s; /healthz and /metrics on %s:%d",
@@ -143,13 +141,6 @@ class ControllerManager(component.Component):
                 await controller.stop()
             await factory.stop()
             await recorder.stop()
-
-    async def _serve(self, request: Request) -> Response:
-        if request.path == "/metrics":
-            return Response(200, generate_latest(metrics.REGISTRY), [], CONTENT_TYPE_LATEST)
-        if request.path in ("/healthz", "/livez", "/readyz"):
-            return Response(200, b"ok", [], "text/plain")
-        return Response(404, b"not found", [], "text/plain")
 
     async def stop(self) -> None:
         if self._task is not None:

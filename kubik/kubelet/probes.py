@@ -32,6 +32,7 @@ from urllib.parse import urljoin, urlsplit
 import grpc
 import httptools
 
+from kubik.apiserver.protobuf import wire
 from kubik.kubelet.cri import api_pb2
 
 log = logging.getLogger(__name__)
@@ -303,53 +304,16 @@ def _is_ip(host: str) -> bool:
 
 def _health_request(service: str) -> bytes:
     """grpc.health.v1.HealthCheckRequest{service}: field 1, length-delimited."""
-    data = service.encode()
-    return (b"\x0a" + _varint(len(data)) + data) if data else b""
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
+    return wire.length_delimited(1, service.encode()) if service else b""
 
 
 def health_status(message: bytes) -> int:
     """The `status` (field 1, a varint) of a HealthCheckResponse; 0 when absent."""
-    i, status = 0, 0
-    while i < len(message):
-        key, i = _read_varint(message, i)
-        field, wire = key >> 3, key & 7
-        if wire == 0:
-            value, i = _read_varint(message, i)
-            if field == 1:
-                status = value
-        elif wire == 2:
-            size, i = _read_varint(message, i)
-            i += size
-        elif wire == 1:
-            i += 8
-        elif wire == 5:
-            i += 4
-        else:
-            raise ValueError(f"unexpected wire type {wire}")
+    status = 0
+    for number, wire_type, value in wire.fields(message):
+        if number == 1 and wire_type == wire.VARINT:
+            status = value
     return status
-
-
-def _read_varint(data: bytes, i: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[i]
-        i += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, i
-        shift += 7
 
 
 async def _grpc(host: str, port: int, service: str, seconds: float) -> ProbeResult:

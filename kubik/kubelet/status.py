@@ -313,6 +313,21 @@ def _names(names: list[str]) -> str:
     return "[" + " ".join(names) + "]"
 
 
+def _not_met(
+    kind: str, reason: str, unknown: list[str], bad: list[str], word: str
+) -> Object | None:
+    """A False condition naming the containers of unknown status and those of `word` status
+    (unready, incomplete), as upstream words it; None when there are none."""
+    messages = []
+    if unknown:
+        messages.append(f"containers with unknown status: {_names(unknown)}")
+    if bad:
+        messages.append(f"containers with {word} status: {_names(bad)}")
+    if not messages:
+        return None
+    return {"type": kind, "status": "False", "reason": reason, "message": ", ".join(messages)}
+
+
 def containers_ready(pod: Object, statuses: list[Object], phase: str) -> Object:
     by_name = {s["name"]: s for s in statuses}
     unknown, unready = [], []
@@ -324,19 +339,8 @@ def containers_ready(pod: Object, statuses: list[Object], phase: str) -> Object:
             unready.append(container["name"])
     if phase == "Succeeded" and not unknown:
         return {"type": "ContainersReady", "status": "False", "reason": "PodCompleted"}
-    messages = []
-    if unknown:
-        messages.append(f"containers with unknown status: {_names(unknown)}")
-    if unready:
-        messages.append(f"containers with unready status: {_names(unready)}")
-    if messages:
-        return {
-            "type": "ContainersReady",
-            "status": "False",
-            "reason": "ContainersNotReady",
-            "message": ", ".join(messages),
-        }
-    return {"type": "ContainersReady", "status": "True"}
+    not_met = _not_met("ContainersReady", "ContainersNotReady", unknown, unready, "unready")
+    return not_met or {"type": "ContainersReady", "status": "True"}
 
 
 def pod_ready(pod: Object, conditions: list[Object], ready: Object) -> Object:
@@ -382,19 +386,8 @@ def initialized(pod: Object, init_statuses: list[Object], phase: str) -> Object:
             incomplete.append(container["name"])
     if phase == "Succeeded" and not unknown:
         return {"type": "Initialized", "status": "True", "reason": "PodCompleted"}
-    messages = []
-    if unknown:
-        messages.append(f"containers with unknown status: {_names(unknown)}")
-    if incomplete:
-        messages.append(f"containers with incomplete status: {_names(incomplete)}")
-    if messages:
-        return {
-            "type": "Initialized",
-            "status": "False",
-            "reason": "ContainersNotInitialized",
-            "message": ", ".join(messages),
-        }
-    return {"type": "Initialized", "status": "True"}
+    not_met = _not_met("Initialized", "ContainersNotInitialized", unknown, incomplete, "incomplete")
+    return not_met or {"type": "Initialized", "status": "True"}
 
 
 def ready_to_start(pod: Object, state: PodRuntime) -> Object:

@@ -23,15 +23,13 @@ import time
 import uuid
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
 from kubik import component
 from kubik.api import builtin, meta
-from kubik.apiserver.http import HTTPServer, Request, Response
 from kubik.client.api import ApiError, Client
 from kubik.client.events import EventRecorder
 from kubik.client.informer import InformerFactory
 from kubik.client.leaderelection import LeaderElector
+from kubik.metricsserver import MetricsServer
 from kubik.scheduler import config as scheduler_config
 from kubik.scheduler import metrics
 from kubik.scheduler.cache import Cache
@@ -491,13 +489,13 @@ class Scheduler(component.Component):
         self._task: asyncio.Task | None = None
         self.session: Session | None = None
         self._metrics_address = metrics_address
-        self._http: HTTPServer | None = None
+        self._http: MetricsServer | None = None
         self.metrics_port = 0
 
     async def start(self) -> None:
         self._client = Client.from_kubeconfig(self._kubeconfig, user_agent="kube-scheduler")
         if self._metrics_address is not None:
-            self._http = HTTPServer(self._serve, ssl_context=None)
+            self._http = MetricsServer(metrics.REGISTRY)
             self.metrics_port = await self._http.listen(*self._metrics_address)
             log.info(
                 "scheduler /healthz and /metrics on %s:%d",
@@ -506,13 +504,6 @@ class Scheduler(component.Component):
             )
         self._task = asyncio.create_task(self._run(), name="scheduler")
         self.ready.set()
-
-    async def _serve(self, request: Request) -> Response:
-        if request.path == "/metrics":
-            return Response(200, generate_latest(metrics.REGISTRY), [], CONTENT_TYPE_LATEST)
-        if request.path in ("/healthz", "/livez", "/readyz"):
-            return Response(200, b"ok", [], "text/plain")
-        return Response(404, b"not found", [], "text/plain")
 
     async def _run(self) -> None:
         if self._leader_elect:

@@ -7,15 +7,17 @@ frozen clock, so the expected texts ("5m", "2d3h") are exact.
 
 from __future__ import annotations
 
+import ast
 import datetime
 import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from kubik.api import tables
+from kubik.api import printers, tables
 from kubik.api.builtin import BUILTIN
 from kubik.api.printers.cells import format_label_selector, selector_string
 from kubik.api.printers.jsonpath import JSONPathError, compile_path
@@ -140,10 +142,26 @@ def test_every_listable_builtin_kind_has_columns():
 )
 def test_any_import_order_registers_every_printer(module):
     """tables imports the printers and they import tables: each may be imported first."""
-    script = f"import {module}; from kubik.api import tables; print(len(tables._PRINTERS))"
+    script = (
+        f"import json, {module}; from kubik.api import tables; "
+        "print(json.dumps(sorted(tables._PRINTERS)))"
+    )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert int(result.stdout) == len(tables._PRINTERS) >= 27
+    registered = {tuple(key) for key in json.loads(result.stdout)}
+    assert registered == set(tables._PRINTERS) == declared_printers()
+
+
+def declared_printers() -> set[tuple[str, str]]:
+    """(group, kind) of every `printer(...)` call in the printers package, read from its
+    source: what importing it must register."""
+    declared = set()
+    for path in Path(printers.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "printer":
+                group, kind = (ast.literal_eval(arg) for arg in node.args[:2])
+                declared.add((group, kind))
+    return declared
 
 
 # ---------------------------------------------------------------------- pods

@@ -4,6 +4,7 @@ volume, and the root CA publisher's `kube-root-ca.crt` in every namespace."""
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 import yaml
@@ -148,3 +149,24 @@ async def test_every_namespace_gets_the_cluster_ca(server, client, namespace):
     await eventually(restored, "the CA to be put back")
     await client.delete(CONFIG_MAPS, namespace, "kube-root-ca.crt")
     await eventually(restored, "the deleted ConfigMap to be made again")
+
+
+async def test_the_token_volume_belongs_to_no_manager(server, client, namespace):
+    """managedFields come from the request, before mutating admission (as upstream): the
+    creator owns what it sent, with defaults, but not the token volume and mounts admission
+    added; so a server-side apply of the same manifest again keeps them."""
+    for name, verb in (("created", ["create"]), ("applied", ["apply", "--server-side"])):
+        manifest = pod(name)
+        manifest["metadata"]["namespace"] = namespace
+        server.ok(*verb, "-f", "-", stdin=json.dumps(manifest))
+        stored = await client.get(PODS, namespace, name)
+        (volume,) = token_volumes(stored)
+        owned = json.dumps(stored["metadata"]["managedFields"])
+        assert '"f:containers"' in owned
+        assert '"f:image"' in owned
+        for admitted in ("f:volumes", "f:volumeMounts", volume["name"]):
+            assert admitted not in owned, (name, admitted)
+    server.ok("apply", "--server-side", "-f", "-", stdin=json.dumps(manifest))
+    again = await client.get(PODS, namespace, "applied")
+    assert token_volumes(again) == token_volumes(stored)
+    assert again["spec"]["containers"] == stored["spec"]["containers"]

@@ -25,6 +25,7 @@ import pytest
 
 from tests.support.cluster import KUBECTL
 from tests.support.node import KubikNode
+from tests.support.polling import wait_for
 from tests.support.registry import running_registry
 
 USER, PASSWORD = "puller", "pull-secret-pw"
@@ -88,17 +89,6 @@ def get_pod(node: KubikNode, name: str) -> dict:
 def events_of(node: KubikNode, name: str) -> list[tuple[str, str]]:
     listed = node.get("events", "-n", NAMESPACE, "--field-selector", f"involvedObject.name={name}")
     return [(e["reason"], e["message"]) for e in listed["items"]]
-
-
-def wait_for(check, what: str, seconds: float = 120.0):
-    deadline = time.monotonic() + seconds
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}: last saw {value!r}")
-        time.sleep(0.5)
 
 
 def wait_for_phase(node: KubikNode, name: str, phase: str, seconds: float = 120.0) -> dict:

@@ -8,12 +8,10 @@ messages).
 
 from __future__ import annotations
 
-import json
-import time
-
 import pytest
 
-from tests.support.node import KubikNode
+from tests.support.node import KubikNode, apply, events_of
+from tests.support.polling import wait_for
 
 NAMESPACE = "config"
 BUSYBOX = "kubik.local/busybox:latest"
@@ -26,12 +24,6 @@ def node(tmp_path_factory):
     kubik.ok("create", "namespace", NAMESPACE)
     yield kubik
     kubik.stop()
-
-
-def apply(node: KubikNode, *objects: dict) -> None:
-    body = {"apiVersion": "v1", "kind": "List", "items": list(objects)}
-    done = node.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps(body))
-    assert done.returncode == 0, done.stderr
 
 
 def pod(name: str, spec: dict, **metadata) -> dict:
@@ -55,17 +47,6 @@ def container(**fields) -> dict:
     }
 
 
-def wait_for(what: str, check, timeout: float = 120, every: float = 1.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}: last saw {last!r}")
-
-
 def pod_json(node: KubikNode, name: str) -> dict:
     return node.get("pod", name, "-n", NAMESPACE)
 
@@ -78,20 +59,15 @@ def wait_running(node: KubikNode, name: str) -> dict:
         return seen["status"] if seen["status"].get("phase") == "Running" else None
 
     try:
-        return wait_for(f"pod {name} to run", running)
+        return wait_for(running, f"pod {name} to run")
     except AssertionError:
-        raise AssertionError(
-            f"pod {name} not running: {seen.get('status')}\nevents: {events_of(node, name)}"
-        ) from None
+        events = events_of(node, NAMESPACE, name)
+        status = seen.get("status")
+        raise AssertionError(f"pod {name} not running: {status}\nevents: {events}") from None
 
 
 def exec_in(node: KubikNode, name: str, *argv: str) -> str:
     return node.ok("exec", "-n", NAMESPACE, name, "--", *argv)
-
-
-def events_of(node: KubikNode, name: str) -> list[str]:
-    listed = node.get("events", "-n", NAMESPACE, "--field-selector", f"involvedObject.name={name}")
-    return [f"{e.get('reason')}: {e.get('message')}" for e in listed["items"]]
 
 
 def ready(node: KubikNode, name: str) -> str:
@@ -109,6 +85,7 @@ def test_environment_inside_the_container(node):
     )
     apply(
         node,
+        NAMESPACE,
         {
             "apiVersion": "v1",
             "kind": "Service",
@@ -136,7 +113,7 @@ def test_environment_inside_the_container(node):
         resources={"limits": {"memory": "64Mi"}},
         command=["sh", "-c", "echo $(GREETING) > /tmp/greeting; sleep 100000"],
     )
-    apply(node, pod("env", {"containers": [main]}, labels={"app": "shop"}))
+    apply(node, NAMESPACE, pod("env", {"containers": [main]}, labels={"app": "shop"}))
     status = wait_running(node, "env")
     lines = exec_in(node, "env", "env").splitlines()
     seen = dict(line.split("=", 1) for line in lines if "=" in line)
@@ -165,14 +142,14 @@ def test_missing_config_map_keeps_the_container_waiting(node):
     bad = container(
         env=[{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "absent", "key": "k"}}}]
     )
-    apply(node, pod("noconfig", {"containers": [bad]}))
+    apply(node, NAMESPACE, pod("noconfig", {"containers": [bad]}))
 
     def waiting():
         statuses = (pod_json(node, "noconfig").get("status") or {}).get("containerStatuses") or []
         state = (statuses[0].get("state") or {}).get("waiting") if statuses else None
         return state if state and state.get("reason") == "CreateContainerConfigError" else None
 
-    state = wait_for("CreateContainerConfigError", waiting)
+    state = wait_for(waiting, "CreateContainerConfigError")
     assert state["message"] == 'configmap "absent" not found'
 
 
@@ -219,7 +196,11 @@ def test_every_volume_type_inside_the_container(node, tmp_path):
         volumeMounts=mounts,
         command=["sh", "-c", "echo from-pod > /host/out; sleep 100000"],
     )
-    apply(node, pod("vols", {"volumes": volumes, "containers": [main]}, labels={"app": "vols"}))
+    apply(
+        node,
+        NAMESPACE,
+        pod("vols", {"volumes": volumes, "containers": [main]}, labels={"app": "vols"}),
+    )
     wait_running(node, "vols")
 
     def cat(path: str) -> str:
@@ -241,23 +222,24 @@ def test_every_volume_type_inside_the_container(node, tmp_path):
     exec_in(node, "vols", "sh", "-c", "echo hi > /scratch/x && cat /scratch/x")
     readonly = node.kubectl("exec", "-n", NAMESPACE, "vols", "--", "touch", "/site/new")
     assert readonly.returncode != 0
-    assert wait_for("the pod's write to the host path", lambda: (host_dir / "out").exists())
+    assert wait_for(lambda: (host_dir / "out").exists(), "the pod's write to the host path")
 
     node.ok("patch", "configmap", "site", "-n", NAMESPACE, "-p", '{"data":{"index.html":"v2"}}')
     node.ok("label", "pod", "vols", "-n", NAMESPACE, "tier=web")
-    wait_for("the new ConfigMap in the volume", lambda: cat("/site/index.html") == "v2", 180)
+    wait_for(lambda: cat("/site/index.html") == "v2", "the new ConfigMap in the volume", 180)
     assert cat("/bundle/a") == "v2"
     assert cat("/index.html") == "v1"  # a subPath mount keeps what it was, as upstream's
-    wait_for("the new labels in the volume", lambda: "tier" in cat("/info/labels"), 180)
+    wait_for(lambda: "tier" in cat("/info/labels"), "the new labels in the volume", 180)
 
 
 def test_missing_volume_source_is_a_failed_mount(node):
     volumes = [{"name": "cfg", "configMap": {"name": "nowhere"}}]
     main = container(volumeMounts=[{"name": "cfg", "mountPath": "/cfg"}])
-    apply(node, pod("nomount", {"volumes": volumes, "containers": [main]}))
+    apply(node, NAMESPACE, pod("nomount", {"volumes": volumes, "containers": [main]}))
     message = 'MountVolume.SetUp failed for volume "cfg" : configmap "nowhere" not found'
     wait_for(
-        "the FailedMount event", lambda: f"FailedMount: {message}" in events_of(node, "nomount")
+        lambda: f"FailedMount: {message}" in events_of(node, NAMESPACE, "nomount"),
+        "the FailedMount event",
     )
     assert (pod_json(node, "nomount").get("status") or {}).get("phase") == "Pending"
 
@@ -274,14 +256,14 @@ def test_liveness_failure_restarts_the_container(node):
         command=["sh", "-c", "touch /tmp/healthy; sleep 3; rm /tmp/healthy; sleep 100000"],
         livenessProbe={**probe, "failureThreshold": 2},
     )
-    apply(node, pod("liveness", {"containers": [main]}))
+    apply(node, NAMESPACE, pod("liveness", {"containers": [main]}))
 
     def restarted():
         statuses = (pod_json(node, "liveness").get("status") or {}).get("containerStatuses") or []
         return statuses and statuses[0].get("restartCount", 0) >= 1
 
-    wait_for("the liveness restart", restarted)
-    events = events_of(node, "liveness")
+    wait_for(restarted, "the liveness restart")
+    events = events_of(node, NAMESPACE, "liveness")
     assert any(e.startswith("Unhealthy: Liveness probe failed") for e in events), events
 
 
@@ -295,15 +277,17 @@ def test_readiness_follows_http_and_tcp_probes(node):
             "failureThreshold": 1,
         },
     )
-    apply(node, pod("ready-http", {"containers": [http]}))
+    apply(node, NAMESPACE, pod("ready-http", {"containers": [http]}))
     wait_running(node, "ready-http")
     message = "Unhealthy: Readiness probe failed: HTTP probe failed with statuscode: 404"
-    wait_for("the readiness failure event", lambda: message in events_of(node, "ready-http"))
+    wait_for(
+        lambda: message in events_of(node, NAMESPACE, "ready-http"), "the readiness failure event"
+    )
     assert ready(node, "ready-http") == "False"
     exec_in(node, "ready-http", "sh", "-c", "echo ok > /www/ready")
-    wait_for("readiness", lambda: ready(node, "ready-http") == "True")
+    wait_for(lambda: ready(node, "ready-http") == "True", "readiness")
     exec_in(node, "ready-http", "rm", "/www/ready")
-    wait_for("un-readiness", lambda: ready(node, "ready-http") == "False")
+    wait_for(lambda: ready(node, "ready-http") == "False", "un-readiness")
 
     tcp = container(
         command=["sh", "-c", HTTPD],
@@ -313,12 +297,19 @@ def test_readiness_follows_http_and_tcp_probes(node):
         name="grpc",
         readinessProbe={"grpc": {"port": 9090}, "periodSeconds": 1, "failureThreshold": 1},
     )
-    apply(node, pod("ready-tcp", {"containers": [tcp]}), pod("ready-grpc", {"containers": [grpc]}))
-    wait_for("tcp readiness", lambda: ready(node, "ready-tcp") == "True")
+    apply(
+        node,
+        NAMESPACE,
+        pod("ready-tcp", {"containers": [tcp]}),
+        pod("ready-grpc", {"containers": [grpc]}),
+    )
+    wait_for(lambda: ready(node, "ready-tcp") == "True", "tcp readiness")
     wait_running(node, "ready-grpc")
     wait_for(
+        lambda: any(
+            "Readiness probe failed: error" in e for e in events_of(node, NAMESPACE, "ready-grpc")
+        ),
         "the gRPC probe failure",
-        lambda: any("Readiness probe failed: error" in e for e in events_of(node, "ready-grpc")),
     )
     assert ready(node, "ready-grpc") == "False"
 
@@ -333,13 +324,13 @@ def test_startup_probe_gates_liveness(node):
         },
         livenessProbe={"exec": {"command": ["test", "-f", "/tmp/started"]}, "periodSeconds": 1},
     )
-    apply(node, pod("startup", {"containers": [main]}))
+    apply(node, NAMESPACE, pod("startup", {"containers": [main]}))
 
     def started():
         statuses = (pod_json(node, "startup").get("status") or {}).get("containerStatuses") or []
         return statuses and statuses[0].get("started") is True
 
-    wait_for("the startup probe to pass", started)
+    wait_for(started, "the startup probe to pass")
     statuses = pod_json(node, "startup")["status"]["containerStatuses"]
     assert statuses[0].get("restartCount", 0) == 0  # liveness waited for startup
-    wait_for("readiness after startup", lambda: ready(node, "startup") == "True")
+    wait_for(lambda: ready(node, "startup") == "True", "readiness after startup")

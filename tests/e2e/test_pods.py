@@ -9,7 +9,6 @@ test reaches from the host.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import time
@@ -20,7 +19,7 @@ import pytest
 from kubik.kubelet import runtimestate
 from kubik.kubelet.cri.client import RuntimeClient
 from tests.support.cluster import KubikServer
-from tests.support.node import KubikNode
+from tests.support.node import KubikNode, apply, events_of
 
 NAMESPACE = "pods"
 BUSYBOX = "kubik.local/busybox:latest"
@@ -38,12 +37,6 @@ def node(tmp_path_factory):
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def apply(node: KubikNode, *objects: dict) -> None:
-    body = {"apiVersion": "v1", "kind": "List", "items": list(objects)}
-    done = node.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps(body))
-    assert done.returncode == 0, done.stderr
 
 
 def pod(name: str, *containers: dict, **spec) -> dict:
@@ -70,11 +63,6 @@ def get_pod(node: KubikNode, name: str) -> dict:
     return node.get("pod", name, "-n", NAMESPACE)
 
 
-def events_of(node: KubikNode, name: str) -> list[str]:
-    listed = node.get("events", "-n", NAMESPACE, "--field-selector", f"involvedObject.name={name}")
-    return [f"{e.get('reason')}: {e.get('message')}" for e in listed["items"]]
-
-
 def wait_pod(node: KubikNode, name: str, check, what: str, timeout: float = WAIT) -> dict:
     deadline = time.monotonic() + timeout
     last: dict = {}
@@ -85,7 +73,7 @@ def wait_pod(node: KubikNode, name: str, check, what: str, timeout: float = WAIT
         time.sleep(0.5)
     raise AssertionError(
         f"pod {name}: timed out waiting for {what}; status {last.get('status')}\n"
-        f"events: {events_of(node, name)}"
+        f"events: {events_of(node, NAMESPACE, name)}"
     )
 
 
@@ -141,6 +129,7 @@ def test_a_web_pod_becomes_ready_and_answers_on_its_pod_ip(node):
     )
     apply(
         node,
+        NAMESPACE,
         pod(
             "web",
             busybox(
@@ -173,7 +162,7 @@ def test_a_web_pod_becomes_ready_and_answers_on_its_pod_ip(node):
 
 
 def test_a_crashing_container_is_restarted_with_growing_back_off(node):
-    apply(node, pod("crasher", busybox("sh", "-c", "echo oops; exit 1")))
+    apply(node, NAMESPACE, pod("crasher", busybox("sh", "-c", "echo oops; exit 1")))
     crashed = wait_pod(
         node,
         "crasher",
@@ -188,7 +177,7 @@ def test_a_crashing_container_is_restarted_with_growing_back_off(node):
     assert "oops" in node.ok("logs", "-n", NAMESPACE, "crasher", "--previous")
     assert any(
         e.startswith("BackOff: Back-off restarting failed container main")
-        for e in events_of(node, "crasher")
+        for e in events_of(node, NAMESPACE, "crasher")
     )
     delete(node, "crasher")
 
@@ -196,6 +185,7 @@ def test_a_crashing_container_is_restarted_with_growing_back_off(node):
 def test_a_failing_init_container_blocks_the_pod(node):
     apply(
         node,
+        NAMESPACE,
         pod(
             "init-fails",
             busybox(),
@@ -226,6 +216,7 @@ def test_a_failing_init_container_blocks_the_pod(node):
 def test_a_memory_limit_ends_in_oom_killed(node):
     apply(
         node,
+        NAMESPACE,
         pod(
             "hog",
             busybox(
@@ -249,6 +240,7 @@ def test_graceful_deletion_runs_pre_stop_within_the_grace_period(node, tmp_path)
     trace.mkdir()
     apply(
         node,
+        NAMESPACE,
         pod(
             "graceful",
             busybox(
@@ -279,6 +271,7 @@ def test_failures_carry_a_clear_reason(node):
     missing_image = "127.0.0.1:1/missing/image:v1"  # refused inside the node's namespace
     apply(
         node,
+        NAMESPACE,
         pod("no-image", {"name": "main", "image": missing_image}),
         pod("no-command", busybox("/bin/not-there")),
         pod(
@@ -294,7 +287,7 @@ def test_failures_carry_a_clear_reason(node):
     )
     assert waiting(pulled)["message"].startswith(f'Back-off pulling image "{missing_image}"')
     assert "connection refused" in waiting(pulled)["message"]
-    events = events_of(node, "no-image")
+    events = events_of(node, NAMESPACE, "no-image")
     assert any(e.startswith(f'Failed: Failed to pull image "{missing_image}"') for e in events)
     assert "Failed: Error: ErrImagePull" in events
 
@@ -336,7 +329,7 @@ def _kill_container_processes(cgroup_root: str, container_id: str) -> int:
 
 
 def test_a_killed_kubelet_comes_back_to_the_same_containers(node):
-    apply(node, pod("steady", busybox()), pod("pair", busybox(), busybox(name="side")))
+    apply(node, NAMESPACE, pod("steady", busybox()), pod("pair", busybox(), busybox(name="side")))
     steady = wait_pod(node, "steady", is_ready, "Ready")
     pair = wait_pod(node, "pair", is_ready, "Ready")
     side_id = container(pair, "side")["containerID"].removeprefix("containerd://")
@@ -374,7 +367,7 @@ def test_a_killed_kubelet_comes_back_to_the_same_containers(node):
 
 
 def test_nothing_is_left_on_the_node_after_deletion(node):
-    apply(node, pod("leftover", busybox(), busybox(name="second")))
+    apply(node, NAMESPACE, pod("leftover", busybox(), busybox(name="second")))
     wait_pod(node, "leftover", is_ready, "Ready")
     node.ok("delete", "pods", "--all", "-n", NAMESPACE, "--grace-period=1", timeout=WAIT)
     deadline = time.monotonic() + WAIT

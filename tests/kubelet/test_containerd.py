@@ -11,6 +11,7 @@ import pytest
 
 from kubik.kubelet.containerd import Containerd, render_config
 from kubik.kubelet.cri import api_pb2
+from tests.support.containerd import sandbox_config
 from tests.support.netns import NetNS
 from tests.support.polling import eventually
 
@@ -39,16 +40,7 @@ def test_config_keeps_state_under_root_and_fits_this_machine(tmp_path):
 
 @module_loop
 async def test_killed_containerd_is_restarted_with_its_pods(containerd):
-    config = api_pb2.PodSandboxConfig(
-        metadata=api_pb2.PodSandboxMetadata(name="survivor", uid="u-survivor", namespace="t"),
-        log_directory=str(containerd.log_root / "survivor"),
-        linux=api_pb2.LinuxPodSandboxConfig(
-            cgroup_parent=containerd.cgroup_parent,
-            security_context=api_pb2.LinuxSandboxSecurityContext(
-                namespace_options=api_pb2.NamespaceOption(network=api_pb2.NODE)
-            ),
-        ),
-    )
+    config = sandbox_config(containerd.log_root, containerd.cgroup_parent, "survivor")
     runtime = containerd.client.runtime
     ran = await runtime.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=config), timeout=60)
     first = containerd.component.pid

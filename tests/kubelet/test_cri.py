@@ -6,13 +6,13 @@ import asyncio
 import contextlib
 import ipaddress
 import re
-import uuid
 from pathlib import Path
 
 import pytest
 
 from kubik.kubelet.cri import api_pb2
 from kubik.kubelet.images import BUSYBOX_IMAGE
+from tests.support.containerd import sandbox_config
 from tests.support.netns import run_in
 from tests.support.polling import eventually
 
@@ -24,31 +24,10 @@ LOG_LINE = re.compile(
 )
 
 
-def sandbox_config(env, name: str, *, pod_network: bool) -> api_pb2.PodSandboxConfig:
-    uid = uuid.uuid4().hex
-    log_directory = env.log_root / f"default_{name}_{uid}"
-    log_directory.mkdir()
-    network = api_pb2.POD if pod_network else api_pb2.NODE
-    return api_pb2.PodSandboxConfig(
-        metadata=api_pb2.PodSandboxMetadata(name=name, uid=uid, namespace="default"),
-        hostname=name if pod_network else "",  # a host-network pod shares the node's
-        log_directory=str(log_directory),
-        labels={"io.kubernetes.pod.name": name},
-        linux=api_pb2.LinuxPodSandboxConfig(
-            cgroup_parent=env.cgroup_parent,
-            security_context=api_pb2.LinuxSandboxSecurityContext(
-                namespace_options=api_pb2.NamespaceOption(
-                    network=network, pid=api_pb2.CONTAINER, ipc=api_pb2.POD
-                )
-            ),
-        ),
-    )
-
-
 @contextlib.asynccontextmanager
 async def running_pod(env, name: str, *, pod_network: bool = False):
     """A ready pod sandbox, stopped and removed afterwards: (its id, its config)."""
-    config = sandbox_config(env, name, pod_network=pod_network)
+    config = sandbox_config(env.log_root, env.cgroup_parent, name, pod_network=pod_network)
     reply = await env.client.runtime.RunPodSandbox(
         api_pb2.RunPodSandboxRequest(config=config), timeout=60
     )

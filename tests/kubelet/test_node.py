@@ -7,11 +7,11 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import time
 
 import pytest
 
 from tests.support.node import KubikNode
+from tests.support.polling import wait_for
 
 CUSTOM_TAINT = {"key": "example.com/dedicated", "value": "tests", "effect": "PreferNoSchedule"}
 WEB_POD = {
@@ -50,17 +50,6 @@ def node(tmp_path_factory):
     ).start()
     yield kubik
     kubik.stop()
-
-
-def wait_for(check, what: str, seconds: float = 60.0):
-    deadline = time.monotonic() + seconds
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}: last saw {value!r}")
-        time.sleep(0.5)
 
 
 def conditions(node_object: dict) -> dict[str, dict]:
@@ -210,7 +199,7 @@ def test_a_pod_runs_on_the_node_and_answers_on_its_ip(node):
         pod = node.get("pod", "web")
         return pod if pod["status"].get("phase") == "Running" else None
 
-    pod = wait_for(running, "the pod to run")
+    pod = wait_for(running, "the pod to run", seconds=60)
     cidr = node.get("node", node.node_name)["spec"]["podCIDR"]
     assert ipaddress.ip_address(pod["status"]["podIP"]) in ipaddress.ip_network(cidr)
     assert pod["spec"]["nodeName"] == node.node_name

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-import uuid
+import time
 
 import grpc
 import pytest
@@ -17,6 +17,7 @@ from kubik.kubelet.cri import api_pb2
 from kubik.kubelet.cri.client import RuntimeClient
 from kubik.kubelet.images import BUSYBOX_IMAGE
 from kubik.kubelet.probes import ProbeResult, ProbeWorker, health_status, run_probe
+from tests.support.containerd import sandbox_config
 from tests.support.polling import eventually
 
 POD = {"metadata": {"name": "web", "namespace": "default", "uid": "u-1"}}
@@ -249,19 +250,7 @@ def test_health_status_decoding():
 
 @contextlib.asynccontextmanager
 async def sleeping_container(env, cri):
-    uid = uuid.uuid4().hex
-    log_directory = env.log_root / f"default_probed_{uid}"
-    log_directory.mkdir()
-    sandbox = api_pb2.PodSandboxConfig(
-        metadata=api_pb2.PodSandboxMetadata(name="probed", uid=uid, namespace="default"),
-        log_directory=str(log_directory),
-        linux=api_pb2.LinuxPodSandboxConfig(
-            cgroup_parent=env.cgroup_parent,
-            security_context=api_pb2.LinuxSandboxSecurityContext(
-                namespace_options=api_pb2.NamespaceOption(network=api_pb2.NODE)
-            ),
-        ),
-    )
+    sandbox = sandbox_config(env.log_root, env.cgroup_parent, "probed")
     reply = await cri.runtime.RunPodSandbox(
         api_pb2.RunPodSandboxRequest(config=sandbox), timeout=60
     )
@@ -421,17 +410,7 @@ async def test_worker_loop_reports_a_real_http_failure():
             "periodSeconds": 1,
             "failureThreshold": 1,
         }
-        worker = ProbeWorker(
-            probes.LIVENESS,
-            probe,
-            pod=POD,
-            container={"name": "main"},
-            container_id="c-1",
-            pod_ip="127.0.0.1",
-            runtime=None,
-            on_result=lambda kind, ok: changes.append((kind, ok)),
-            on_event=lambda *event: events.append(event),
-        )
+        worker = make_worker(probes.LIVENESS, probe, run_probe, time.time, changes, events)
 
         async def reported():
             return changes

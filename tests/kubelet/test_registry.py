@@ -8,11 +8,14 @@ caller: they become the pod's ErrImagePull message.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
 import pytest
 
 from kubik.kubelet.cri import api_pb2
 from kubik.kubelet.images import BUSYBOX_IMAGE
+from tests.support.containerd import sandbox_config
 from tests.support.polling import eventually
 from tests.support.registry import running_registry
 
@@ -110,18 +113,8 @@ async def test_pulled_image_runs(containerd, open_registry):
     """A container of the pulled image starts and does its work."""
     image = open_registry.image()
     await pull(containerd, image)
-    logs = containerd.log_root / "pulled"
-    logs.mkdir()
-    sandbox = api_pb2.PodSandboxConfig(
-        metadata=api_pb2.PodSandboxMetadata(name="pulled", uid="u-pulled", namespace="t"),
-        log_directory=str(logs),
-        linux=api_pb2.LinuxPodSandboxConfig(
-            cgroup_parent=containerd.cgroup_parent,
-            security_context=api_pb2.LinuxSandboxSecurityContext(
-                namespace_options=api_pb2.NamespaceOption(network=api_pb2.NODE)
-            ),
-        ),
-    )
+    sandbox = sandbox_config(containerd.log_root, containerd.cgroup_parent, "pulled")
+    logs = Path(sandbox.log_directory)
     runtime = containerd.client.runtime
     ran = await runtime.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=sandbox), timeout=120)
     try:

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from kubik.apiserver.admission.serviceaccount import token_volume_source
 from kubik.client.api import ApiError
 from kubik.kubelet.cri import api_pb2
 from kubik.kubelet.errors import ContainerConfigError, VolumeError
@@ -329,31 +330,7 @@ async def test_downward_api_volume_follows_labels(manager):
     assert read(os.path.join(path, "labels")) == 'app="web"\ntier="back"'
 
 
-KUBE_API_ACCESS = {
-    "name": "kube-api-access-x7k2p",
-    "projected": {
-        "defaultMode": 420,
-        "sources": [
-            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
-            {
-                "configMap": {
-                    "name": "kube-root-ca.crt",
-                    "items": [{"key": "ca.crt", "path": "ca.crt"}],
-                }
-            },
-            {
-                "downwardAPI": {
-                    "items": [
-                        {
-                            "path": "namespace",
-                            "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"},
-                        }
-                    ]
-                }
-            },
-        ],
-    },
-}
+KUBE_API_ACCESS = {"name": "kube-api-access-x7k2p", "projected": token_volume_source()}
 
 
 async def test_projected_service_account_volume(manager, objects, client):

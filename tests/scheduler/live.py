@@ -7,6 +7,7 @@ import time
 
 from kubik.api import builtin
 from kubik.client.api import Client
+from tests.scheduler.objects import labelled
 
 NAMESPACES = builtin.lookup("", "v1", "namespaces")
 NODES = builtin.lookup("", "v1", "nodes")
@@ -28,6 +29,14 @@ async def eventually(check, what: str, seconds: float = TIMEOUT):
 async def create(client: Client, namespace: str, obj: dict) -> None:
     obj = {**obj, "metadata": {"name": obj["metadata"]["name"], "namespace": namespace}}
     obj["status"] = {}
+    await client.create(PODS, obj)
+
+
+async def submit(client: Client, namespace: str, name: str, labels: dict, **spec) -> None:
+    """Create a labelled pod kept to the test's hollow nodes (`group: <namespace>`)."""
+    obj = labelled(name, labels, namespace, **spec)
+    obj["spec"]["nodeSelector"] = {"group": namespace, **obj["spec"].get("nodeSelector", {})}
+    del obj["metadata"]["uid"], obj["status"]
     await client.create(PODS, obj)
 
 

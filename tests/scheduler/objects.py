@@ -8,6 +8,9 @@ from typing import Any
 Object = dict[str, Any]
 _uids = itertools.count()
 
+ZONE = "topology.kubernetes.io/zone"
+HOST = "kubernetes.io/hostname"
+
 
 def node(
     name: str,
@@ -78,6 +81,27 @@ def pod(
         "metadata": {"name": name, "namespace": namespace, "uid": f"uid-{next(_uids)}"},
         "spec": body,
         "status": {"phase": "Pending"},
+    }
+
+
+def labelled(name: str, labels: dict, namespace: str = "default", **spec: Any) -> Object:
+    obj = pod(name, namespace=namespace, **spec)
+    obj["metadata"]["labels"] = labels
+    return obj
+
+
+def on(obj: Object, node_name: str) -> Object:
+    """The pod as bound to `node_name`."""
+    return {**obj, "spec": {**obj["spec"], "nodeName": node_name}}
+
+
+def priority_class(name: str, value: int, **fields: Any) -> Object:
+    return {
+        "apiVersion": "scheduling.k8s.io/v1",
+        "kind": "PriorityClass",
+        "metadata": {"name": name},
+        "value": value,
+        **fields,
     }
 
 

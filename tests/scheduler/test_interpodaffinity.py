@@ -17,21 +17,9 @@ from kubik.scheduler.plugins.interpodaffinity import (
     REASON_EXISTING_ANTI_AFFINITY,
     InterPodAffinity,
 )
-from tests.scheduler.live import PODS, node_of, unschedulable
-from tests.scheduler.objects import node, pod
-
-ZONE = "topology.kubernetes.io/zone"
-HOST = "kubernetes.io/hostname"
-
-
-def labelled(name: str, labels: dict, namespace: str = "default", **spec) -> dict:
-    obj = pod(name, namespace=namespace, **spec)
-    obj["metadata"]["labels"] = labels
-    return obj
-
-
-def on(obj: dict, node_name: str) -> dict:
-    return {**obj, "spec": {**obj["spec"], "nodeName": node_name}}
+from tests.scheduler.live import node_of, submit, unschedulable
+from tests.scheduler.objects import HOST, ZONE, labelled, on
+from tests.scheduler.pluginrun import THREE_ZONES, filter_nodes, fits, score_nodes, zones
 
 
 def term(key: str, labels: dict | None = None, **extra) -> dict:
@@ -63,16 +51,6 @@ class Namespaces:
         return list(self._objects.values())
 
 
-def zones(*names_zones: tuple[str, str]) -> Cache:
-    cache = Cache()
-    for name, zone in names_zones:
-        cache.add_node(node(name, labels={ZONE: zone} if zone else {}))
-    return cache
-
-
-THREE_ZONES = (("a1", "a"), ("a2", "a"), ("b1", "b"), ("c1", "c"))
-
-
 def plugin(cache: Cache, namespaces: dict[str, dict] | None = None, **args) -> InterPodAffinity:
     informers = None
     if namespaces is not None:
@@ -81,22 +59,7 @@ def plugin(cache: Cache, namespaces: dict[str, dict] | None = None, **args) -> I
 
 
 def filter_all(cache: Cache, incoming: dict, **kwargs) -> dict[str, str | None]:
-    """Each node's rejection reason (None: fits), or {} when pre_filter skips the plugin."""
-    affinity = plugin(cache, **kwargs)
-    state = CycleState(PodInfo(incoming))
-    out = affinity.pre_filter(state, incoming)
-    if out is not None:
-        assert out.code == Code.SKIP
-        return {}
-    results = {}
-    for info in cache.node_infos():
-        status = affinity.filter(state, incoming, info)
-        results[info.name] = status.reasons[0] if status else None
-    return results
-
-
-def fits(results: dict) -> list[str]:
-    return sorted(name for name, reason in results.items() if reason is None)
+    return filter_nodes(plugin(cache, **kwargs), cache, incoming)
 
 
 # ------------------------------------------------------------------- filter
@@ -261,16 +224,7 @@ def test_nominated_pods_are_counted_and_clones_are_independent():
 
 
 def scores(cache: Cache, incoming: dict, **args) -> dict[str, int] | None:
-    affinity = plugin(cache, **args)
-    state = CycleState(PodInfo(incoming))
-    nodes = cache.node_infos()
-    out = affinity.pre_score(state, incoming, nodes)
-    if out is not None:
-        assert out.code == Code.SKIP
-        return None
-    raw = [affinity.score(state, incoming, n) for n in nodes]
-    affinity.normalize_score(state, incoming, raw)
-    return dict(zip([n.name for n in nodes], raw, strict=True))
+    return score_nodes(plugin(cache, **args), cache, incoming)
 
 
 def test_preferred_terms_weigh_the_domains():
@@ -319,14 +273,6 @@ def test_the_hard_weight_must_be_in_range():
 
 
 # -------------------------------------------------------------- end to end
-
-
-async def submit(client, namespace: str, name: str, labels: dict, **spec) -> None:
-    """Create a pod kept to the test's hollow nodes (`group: <namespace>`)."""
-    obj = labelled(name, labels, namespace, **spec)
-    obj["spec"]["nodeSelector"] = {"group": namespace, **obj["spec"].get("nodeSelector", {})}
-    del obj["metadata"]["uid"], obj["status"]
-    await client.create(PODS, obj)
 
 
 async def zone_of(client, namespace: str, name: str, hollow_zones: dict[str, str]) -> str:

@@ -25,6 +25,7 @@ from kubik.api import builtin
 from tests.scheduler.objects import node, pod
 from tests.support.cluster import KubikServer
 from tests.support.polling import eventually
+from tests.support.process import terminate
 
 NODES = builtin.lookup("", "v1", "nodes")
 PODS = builtin.lookup("", "v1", "pods")
@@ -79,13 +80,7 @@ class SchedulerProcess:
         return f"http://{match.group(1)}"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
 
 
 @pytest.fixture

@@ -19,22 +19,11 @@ from kubik.scheduler.plugins.podtopologyspread import (
     SERVICES,
     PodTopologySpread,
 )
-from tests.scheduler.live import NODES, PODS, node_of, unschedulable
-from tests.scheduler.objects import node, pod, taint
+from tests.scheduler.live import NODES, node_of, submit, unschedulable
+from tests.scheduler.objects import HOST, ZONE, labelled, node, on, taint
+from tests.scheduler.pluginrun import THREE_ZONES, filter_nodes, fits, score_nodes, zones
 
-ZONE = "topology.kubernetes.io/zone"
-HOST = "kubernetes.io/hostname"
 WEB = {"app": "web"}
-
-
-def labelled(name: str, labels: dict, namespace: str = "default", **spec) -> dict:
-    obj = pod(name, namespace=namespace, **spec)
-    obj["metadata"]["labels"] = labels
-    return obj
-
-
-def on(obj: dict, node_name: str) -> dict:
-    return {**obj, "spec": {**obj["spec"], "nodeName": node_name}}
 
 
 def spread(key: str = ZONE, skew: int = 1, action: str = "DoNotSchedule", **extra) -> dict:
@@ -53,16 +42,11 @@ def web(name: str = "web", *constraints: dict, **spec) -> dict:
 
 def cluster(*names_zones: tuple[str, str], **pods_on: int) -> Cache:
     """Nodes (name, zone; "" for none) and, per node name, that many web pods on it."""
-    cache = Cache()
-    for name, zone in names_zones:
-        cache.add_node(node(name, labels={ZONE: zone} if zone else {}))
+    cache = zones(*names_zones)
     for name, count in pods_on.items():
         for i in range(count):
             cache.add_pod(on(web(f"{name}-{i}"), name))
     return cache
-
-
-THREE_ZONES = (("a1", "a"), ("a2", "a"), ("b1", "b"), ("c1", "c"))
 
 
 class Store:
@@ -88,22 +72,7 @@ def plugin(cache: Cache, stores: dict | None = None, **args) -> PodTopologySprea
 
 
 def filter_all(cache: Cache, incoming: dict) -> dict[str, str | None]:
-    """Each node's rejection reason (None: fits), or {} when pre_filter skips the plugin."""
-    spreading = plugin(cache)
-    state = CycleState(PodInfo(incoming))
-    out = spreading.pre_filter(state, incoming)
-    if out is not None:
-        assert out.code == Code.SKIP
-        return {}
-    results = {}
-    for info in cache.node_infos():
-        status = spreading.filter(state, incoming, info)
-        results[info.name] = status.reasons[0] if status else None
-    return results
-
-
-def fits(results: dict) -> list[str]:
-    return sorted(name for name, reason in results.items() if reason is None)
+    return filter_nodes(plugin(cache), cache, incoming)
 
 
 # ------------------------------------------------------------------- filter
@@ -245,32 +214,20 @@ def test_nominated_pods_count_and_clones_are_independent():
 # ------------------------------------------------------------------- score
 
 
-def scores(spreading: PodTopologySpread, cache: Cache, incoming: dict) -> dict | None:
-    state = CycleState(PodInfo(incoming))
-    nodes = cache.node_infos()
-    out = spreading.pre_score(state, incoming, nodes)
-    if out is not None:
-        assert out.code == Code.SKIP
-        return None
-    raw = [spreading.score(state, incoming, n) for n in nodes]
-    spreading.normalize_score(state, incoming, raw)
-    return dict(zip([n.name for n in nodes], raw, strict=True))
-
-
 def test_fewer_matching_pods_score_higher():
     cache = cluster(("n1", "a"), ("n2", "a"), ("n3", "b"), n1=2, n2=1)
     soft = web("new", spread(HOST, action="ScheduleAnyway"))
     # 2·ln(5) rounds to 3 and ln(5) to 2; then 100·(3 + 0 - score) / 3
-    assert scores(plugin(cache), cache, soft) == {"n1": 0, "n2": 33, "n3": 100}
+    assert score_nodes(plugin(cache), cache, soft) == {"n1": 0, "n2": 33, "n3": 100}
     by_zone = web("new", spread(ZONE, action="ScheduleAnyway"))
     # zone a holds 3 pods, zone b none: 3·ln(4) rounds to 4
-    assert scores(plugin(cache), cache, by_zone) == {"n1": 0, "n2": 0, "n3": 100}
+    assert score_nodes(plugin(cache), cache, by_zone) == {"n1": 0, "n2": 0, "n3": 100}
 
 
 def test_nodes_without_a_key_score_zero():
     cache = cluster(("n1", "a"), ("n2", "b"), ("bare", ""), n1=1)
     soft = web("new", spread(ZONE, action="ScheduleAnyway"))
-    assert scores(plugin(cache), cache, soft) == {"n1": 0, "n2": 100, "bare": 0}
+    assert score_nodes(plugin(cache), cache, soft) == {"n1": 0, "n2": 100, "bare": 0}
 
 
 def owned(name: str, kind: str, owner: str) -> dict:
@@ -290,16 +247,20 @@ def test_system_defaults_spread_the_pods_of_a_replica_set_or_service():
     spreading = plugin(cache, {REPLICA_SETS: Store(rs)})
     # hostname (maxSkew 3) 2·ln(5) + 2, ln(5) + 2, 2; zone (maxSkew 5) 3·ln(4) + 4 twice,
     # then 4: totals 13.4, 11.8 and 6 round to 13, 12, 6; then 100·(13 + 6 - total) / 13
-    assert scores(spreading, cache, owned("new", "ReplicaSet", "web-1")) == {
+    assert score_nodes(spreading, cache, owned("new", "ReplicaSet", "web-1")) == {
         "n1": 46,
         "n2": 53,
         "n3": 100,
     }
-    assert scores(spreading, cache, owned("new", "ReplicaSet", "gone")) is None
-    assert scores(spreading, cache, labelled("orphan", WEB)) is None
+    assert score_nodes(spreading, cache, owned("new", "ReplicaSet", "gone")) is None
+    assert score_nodes(spreading, cache, labelled("orphan", WEB)) is None
     service = {"metadata": {"name": "web", "namespace": "default"}, "spec": {"selector": WEB}}
     by_service = plugin(cache, {SERVICES: Store(service)})
-    assert scores(by_service, cache, labelled("served", WEB)) == {"n1": 46, "n2": 53, "n3": 100}
+    assert score_nodes(by_service, cache, labelled("served", WEB)) == {
+        "n1": 46,
+        "n2": 53,
+        "n3": 100,
+    }
     # the defaults score only: no filter
     assert (
         plugin(cache, {SERVICES: Store(service)})
@@ -326,7 +287,7 @@ def test_list_defaulting_uses_the_configured_constraints():
         "c1"
     ]
     nothing = plugin(cache, {SERVICES: Store(service)}, defaultingType="List")
-    assert scores(nothing, cache, incoming) is None
+    assert score_nodes(nothing, cache, incoming) is None
 
 
 @pytest.mark.parametrize(
@@ -350,13 +311,6 @@ def test_bad_args_are_refused(args, message):
 
 
 # -------------------------------------------------------------- end to end
-
-
-async def submit(client, namespace: str, name: str, labels: dict, **spec) -> None:
-    """Create a pod kept to the test's hollow nodes (`group: <namespace>`)."""
-    obj = labelled(name, labels, namespace, nodeSelector={"group": namespace}, **spec)
-    del obj["metadata"]["uid"], obj["status"]
-    await client.create(PODS, obj)
 
 
 async def test_six_pods_spread_two_per_zone(client, namespace, hollow):

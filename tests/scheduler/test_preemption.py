@@ -29,7 +29,7 @@ from kubik.scheduler.plugins.defaultpreemption import (
 )
 from kubik.scheduler.queue import SchedulingQueue
 from tests.scheduler.live import event, node_of, unschedulable
-from tests.scheduler.objects import node, pod, taint
+from tests.scheduler.objects import node, pod, priority_class, taint
 from tests.support.controller import running
 from tests.support.polling import eventually
 
@@ -223,16 +223,6 @@ async def test_a_preemptor_whose_victims_could_not_be_deleted_is_retried_at_once
 
 
 # ------------------------------------------------------------------ live
-
-
-def priority_class(name: str, value: int, **fields) -> dict:
-    return {
-        "apiVersion": "scheduling.k8s.io/v1",
-        "kind": "PriorityClass",
-        "metadata": {"name": name},
-        "value": value,
-        **fields,
-    }
 
 
 @pytest.fixture

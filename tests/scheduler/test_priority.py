@@ -15,20 +15,11 @@ import pytest
 
 from kubik.api import builtin
 from kubik.client.api import ApiError
-from tests.scheduler.objects import pod
+from tests.scheduler.objects import pod, priority_class
 
 PODS = builtin.lookup("", "v1", "pods")
 PRIORITY_CLASSES = builtin.lookup("scheduling.k8s.io", "v1", "priorityclasses")
-
-
-def priority_class(name: str, value: int, **fields) -> dict:
-    return {
-        "apiVersion": "scheduling.k8s.io/v1",
-        "kind": "PriorityClass",
-        "metadata": {"name": name},
-        "value": value,
-        **fields,
-    }
+LIMIT_RANGES = builtin.lookup("", "v1", "limitranges")
 
 
 @pytest.fixture
@@ -98,6 +89,20 @@ async def test_no_class_means_the_global_default_or_zero(client, namespace, clas
         f'priorityclasses.scheduling.k8s.io "another" is forbidden: PriorityClass {default} '
         "is already marked as default. Only one default can exist"
     )
+
+
+async def test_the_global_default_holds_where_a_limit_range_defaults_the_pod(
+    client, namespace, classes
+):
+    """LimitRanger applies the pod defaults, priority 0 among them: Priority runs before it."""
+    limits = [{"type": "Container", "default": {"cpu": "100m"}}]
+    limit_range = {"metadata": {"name": "limits"}, "spec": {"limits": limits}}
+    await client.create(LIMIT_RANGES, limit_range, namespace=namespace)
+    default = f"{namespace}-default"
+    await classes(priority_class(default, 42, globalDefault=True))
+    made = await created(client, namespace, pod("limited"))
+    assert made["spec"]["containers"][0]["resources"]["limits"] == {"cpu": "100m"}
+    assert (made["spec"]["priorityClassName"], made["spec"]["priority"]) == (default, 42)
 
 
 def test_an_unknown_class_is_forbidden(server, namespace):

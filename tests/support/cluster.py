@@ -8,7 +8,6 @@ caches discovery for hours) and the server's admin kubeconfig.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.support.process import log_tail, terminate
 
 KUBECTL = "/usr/bin/kubectl"
 OTHER_KUBECTLS = Path("/usr/lib/google-cloud-sdk/bin")
@@ -110,17 +111,10 @@ class KubikServer:
         raise RuntimeError(f"kubik server did not become ready:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc)
 
     def kubectl(
         self,

@@ -93,6 +93,31 @@ def write_conflist(conf_dir: Path, ipam_dir: Path, subnet: str) -> None:
     os.replace(partial, conf_dir / "10-kubik.conflist")
 
 
+def sandbox_config(
+    log_root: Path, cgroup_parent: str, name: str, *, pod_network: bool = False
+) -> api_pb2.PodSandboxConfig:
+    """A pod `name` in namespace default with a fresh uid and its own log directory under
+    `log_root`; on the node's network unless `pod_network`."""
+    uid = uuid.uuid4().hex
+    log_directory = log_root / f"default_{name}_{uid}"
+    log_directory.mkdir(parents=True)
+    return api_pb2.PodSandboxConfig(
+        metadata=api_pb2.PodSandboxMetadata(name=name, uid=uid, namespace="default"),
+        hostname=name if pod_network else "",  # a host-network pod shares the node's
+        log_directory=str(log_directory),
+        linux=api_pb2.LinuxPodSandboxConfig(
+            cgroup_parent=cgroup_parent,
+            security_context=api_pb2.LinuxSandboxSecurityContext(
+                namespace_options=api_pb2.NamespaceOption(
+                    network=api_pb2.POD if pod_network else api_pb2.NODE,
+                    pid=api_pb2.CONTAINER,
+                    ipc=api_pb2.POD,
+                )
+            ),
+        ),
+    )
+
+
 async def network_ready(client: RuntimeClient) -> bool:
     status = await client.runtime.Status(api_pb2.StatusRequest())
     return any(c.type == "NetworkReady" and c.status for c in status.status.conditions)

@@ -41,6 +41,7 @@ from tests.support.cluster import KubikServer, Result, free_port
 from tests.support.containerd import kill_shims, remove_all_pods, remove_cgroups, unmount_below
 from tests.support.netns import NetNS, nsenter_argv, run_in
 from tests.support.polling import eventually
+from tests.support.process import log_tail, terminate
 
 READY = '{.status.conditions[?(@.type=="Ready")].status}'
 AGENT_READY = "agent is ready"  # the server's log line once its agent has started
@@ -202,23 +203,30 @@ class KubikAgent:
         return self
 
     def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def _terminate(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        return log_tail(self.log_path, lines)
 
     def stop(self) -> None:
         problems = stop_node(
-            self.proc, self._terminate, self.data_dir, self.server.netns, self.cgroup_root
+            self.proc,
+            lambda: terminate(self.proc),
+            self.data_dir,
+            self.server.netns,
+            self.cgroup_root,
         )
         assert not problems, "kubik agent left things behind: " + "; ".join(problems)
+
+
+def apply(node: KubikServer, namespace: str, *objects: dict) -> None:
+    """`kubectl apply` the objects, as one List, in `namespace`; it must succeed."""
+    body = {"apiVersion": "v1", "kind": "List", "items": list(objects)}
+    done = node.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(body))
+    assert done.returncode == 0, done.stderr
+
+
+def events_of(node: KubikNode, namespace: str, name: str) -> list[str]:
+    """ "Reason: message" of each event about the object `name`, for assertions and failures."""
+    listed = node.get("events", "-n", namespace, "--field-selector", f"involvedObject.name={name}")
+    return [f"{e.get('reason')}: {e.get('message')}" for e in listed["items"]]
 
 
 def containerd_root(data_dir: Path) -> Path:

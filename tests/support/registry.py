@@ -32,6 +32,7 @@ from pathlib import Path
 
 from kubik.kubelet import images
 from tests.support.netns import NetNS, nsenter_argv
+from tests.support.process import log_tail, terminate
 
 BUSYBOX_ARCHIVE = Path(images.DEFAULT_IMAGES_DIR) / images.BUSYBOX.filename
 _LISTENING = re.compile(r'msg="listening on [^"]*:(\d+)"')
@@ -127,20 +128,10 @@ class Registry:
             raise RuntimeError(f"skopeo push of {reference} failed: {done.stderr}")
 
     def stop(self) -> None:
-        """SIGTERM the registry by its PID; SIGKILL it if it lingers."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(_STOP_GRACE)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process, _STOP_GRACE)
 
     def log_tail(self, lines: int = 20) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
+        return log_tail(self.log_path, lines)
 
 
 @contextlib.contextmanager

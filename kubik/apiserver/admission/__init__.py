@@ -140,10 +140,17 @@ class Chain:
 
 
 # The plugins, in the order they run (upstream's: LimitRanger early, ResourceQuota last).
+# Priority comes before LimitRanger, which applies the pod defaults (priority 0 among them).
 # A new plugin is a module of this package with a Plugin subclass, imported and listed here.
-from kubik.apiserver.admission import limitranger, resourcequota, serviceaccount  # noqa: E402
+from kubik.apiserver.admission import (  # noqa: E402
+    limitranger,
+    priority,
+    resourcequota,
+    serviceaccount,
+)
 
 PLUGINS: list[Callable[[Stores], Plugin]] = [
+    priority.Priority,
     limitranger.LimitRanger,
     serviceaccount.ServiceAccount,
     resourcequota.ResourceQuota,

@@ -11,17 +11,19 @@ sets a priority or policy other than the one its class computes. A new
 PriorityClass gets `preemptionPolicy: PreemptLowerPriority` by default and
 may not be a second global default.
 
-Unlike the chain's plugins, it runs before the kind's defaults: it must
-see whether the client set `spec.priority` itself (kubik's pod defaults
-fill in priority 0 for pods of no custom class). The built-in classes,
-system-cluster-critical and system-node-critical, exist from bootstrap on.
+It comes first in the chain: it must see whether the client set
+`spec.priority` itself, and kubik's pod defaults (which LimitRanger applies
+before its own) fill in priority 0 for pods of no custom class. The
+built-in classes, system-cluster-critical and system-node-critical, exist
+from bootstrap on.
 """
 
 from __future__ import annotations
 
 from kubik.api import errors
 from kubik.api.kinds.podspec import SYSTEM_PRIORITIES
-from kubik.apiserver.admission import CREATE, Attributes, Stores, forbidden
+from kubik.api.registry import Resource
+from kubik.apiserver.admission import CREATE, Attributes, Plugin, forbidden
 from kubik.apiserver.storage import Object
 
 GROUP = "scheduling.k8s.io"
@@ -50,19 +52,18 @@ def system_classes() -> list[Object]:
     ]
 
 
-class Priority:
-    """Call `admit` on every create, before the kind's defaults and the admission chain."""
-
-    def __init__(self, stores: Stores) -> None:
-        self.stores = stores
+class Priority(Plugin):
+    def handles(self, operation: str, resource: Resource, subresource: str) -> bool:
+        return (
+            operation == CREATE
+            and not subresource
+            and (resource.group, resource.plural) in (("", "pods"), (GROUP, PLURAL))
+        )
 
     async def admit(self, attrs: Attributes) -> None:
-        if attrs.operation != CREATE or attrs.subresource:
-            return
-        resource = attrs.resource
-        if resource.group == "" and resource.plural == "pods":
+        if attrs.is_core("pods"):
             await self._admit_pod(attrs)
-        elif resource.group == GROUP and resource.plural == PLURAL:
+        else:
             await self._admit_class(attrs)
 
     async def _admit_pod(self, attrs: Attributes) -> None:
@@ -76,24 +77,24 @@ class Priority:
             found = await self._global_default()
             if found is not None:
                 spec["priorityClassName"] = found["metadata"]["name"]
-        value = found.get("value", 0) if found is not None else 0
-        policy = (found or {}).get("preemptionPolicy") or PREEMPT_LOWER_PRIORITY
-        if spec.get("priority") is not None and spec["priority"] != value:
-            raise forbidden(
-                attrs,
-                f"the integer value of priority ({spec['priority']}) must not be provided in "
-                f"pod spec; priority admission controller computed {value} from the given "
-                "PriorityClass name",
-            )
-        spec["priority"] = value
-        if spec.get("preemptionPolicy") is not None and spec["preemptionPolicy"] != policy:
-            raise forbidden(
-                attrs,
-                f"the string value of PreemptionPolicy ({spec['preemptionPolicy']}) must not be "
-                f"provided in pod spec; priority admission controller computed {policy} from "
-                "the given PriorityClass name",
-            )
-        spec["preemptionPolicy"] = policy
+        found = found or {}
+        computed = (
+            ("priority", "integer value of priority", found.get("value", 0)),
+            (
+                "preemptionPolicy",
+                "string value of PreemptionPolicy",
+                found.get("preemptionPolicy") or PREEMPT_LOWER_PRIORITY,
+            ),
+        )
+        for field, what, value in computed:
+            given = spec.get(field)
+            if given is not None and given != value:
+                raise forbidden(
+                    attrs,
+                    f"the {what} ({given}) must not be provided in pod spec; priority admission "
+                    f"controller computed {value} from the given PriorityClass name",
+                )
+            spec[field] = value
 
     async def _admit_class(self, attrs: Attributes) -> None:
         obj = attrs.obj

@@ -1,4 +1,4 @@
-"""The protobuf wire format, read without a schema.
+"""The protobuf wire format, read without a schema (and the little of it written by hand).
 
 A message is a run of fields, each a key (field number and wire type, as a
 varint) followed by a varint, 8 or 4 little-endian bytes, or a varint length
@@ -45,6 +45,23 @@ def read_varint(data: bytes, pos: int) -> tuple[int, int]:
     if len(data) - pos < _MAX_VARINT_BYTES:
         raise WireError("the message is truncated inside a varint")
     raise WireError("a varint is longer than 10 bytes")
+
+
+def varint(value: int) -> bytes:
+    """`value` (unsigned) as a varint: seven bits a byte, low bits first."""
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if not value:
+            out.append(byte)
+            return bytes(out)
+        out.append(byte | 0x80)
+
+
+def length_delimited(number: int, payload: bytes) -> bytes:
+    """Field `number` holding `payload` (a string, bytes or a nested message)."""
+    return varint(number << 3 | LENGTH) + varint(len(payload)) + payload
 
 
 def varints(data: bytes) -> Iterator[int]:
