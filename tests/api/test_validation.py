@@ -397,6 +397,74 @@ def test_scheduling_fields():
     ]
 
 
+def test_node_affinity_terms():
+    def node_affinity(**rules) -> dict:
+        return {"affinity": {"nodeAffinity": rules}}
+
+    at = "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+    empty = node_affinity(requiredDuringSchedulingIgnoredDuringExecution={"nodeSelectorTerms": []})
+    assert problems("", "pods", pod(**empty)) == [
+        f"{at}.nodeSelectorTerms: Required value: must have at least one node selector term"
+    ]
+    expressions = [
+        {"key": "zone", "operator": "In"},
+        {"key": "zone", "operator": "Exists", "values": ["a"]},
+        {"key": "cores", "operator": "Gt", "values": ["1", "2"]},
+        {"key": "bad key", "operator": "Near", "values": ["not ok!"]},
+    ]
+    fields = [
+        {"key": "metadata.name", "operator": "In", "values": ["a", "b"]},
+        {"key": "metadata.labels", "operator": "Exists"},
+        {"key": "metadata.name", "operator": "NotIn", "values": ["Node_1"]},
+    ]
+    required_terms = {"nodeSelectorTerms": [{"matchExpressions": expressions}, {}]}
+    required_terms["nodeSelectorTerms"][1]["matchFields"] = fields
+    preferred = [
+        {"weight": 0, "preference": {"matchExpressions": [{"key": "a", "operator": "Lt"}]}}
+    ]
+    spec = node_affinity(
+        requiredDuringSchedulingIgnoredDuringExecution=required_terms,
+        preferredDuringSchedulingIgnoredDuringExecution=preferred,
+    )
+    term, field_term = f"{at}.nodeSelectorTerms[0]", f"{at}.nodeSelectorTerms[1]"
+    soft = "spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[0]"
+    [name_rule] = validation.qualified_name_problems("bad key")
+    [value_rule] = validation.label_value_problems("not ok!")
+    assert problems("", "pods", pod(**spec)) == [
+        f"{term}.matchExpressions[0].values: Required value: must be specified when "
+        "`operator` is 'In' or 'NotIn'",
+        f"{term}.matchExpressions[1].values: Forbidden: may not be specified when "
+        "`operator` is 'Exists' or 'DoesNotExist'",
+        f"{term}.matchExpressions[2].values: Required value: must be specified single value "
+        "when `operator` is 'Lt' or 'Gt'",
+        f'{term}.matchExpressions[3].operator: Invalid value: "Near": '
+        "not a valid selector operator",
+        f'{term}.matchExpressions[3].key: Invalid value: "bad key": {name_rule}',
+        f'{term}.matchExpressions[3].values[0]: Invalid value: "not ok!": {value_rule}',
+        f"{field_term}.matchFields[0].values: Required value: must be only one value when "
+        "`operator` is 'In' or 'NotIn' for node field selector",
+        f'{field_term}.matchFields[1].operator: Invalid value: "Exists": '
+        "not a valid selector operator",
+        f'{field_term}.matchFields[1].key: Invalid value: "metadata.labels": '
+        "not a valid field selector key",
+        f'{field_term}.matchFields[2].values[0]: Invalid value: "Node_1": {SUBDOMAIN_RULE}',
+        f"{soft}.weight: Invalid value: 0: must be in the range 1-100",
+        f"{soft}.preference.matchExpressions[0].values: Required value: must be specified "
+        "single value when `operator` is 'Lt' or 'Gt'",
+    ]
+    good = node_affinity(
+        requiredDuringSchedulingIgnoredDuringExecution={
+            "nodeSelectorTerms": [
+                {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n-1"]}]}
+            ]
+        },
+        preferredDuringSchedulingIgnoredDuringExecution=[
+            {"weight": 1, "preference": {"matchExpressions": [{"key": "a", "operator": "Exists"}]}}
+        ],
+    )
+    assert problems("", "pods", pod(**good)) == []
+
+
 def test_pod_create_only_rules():
     spec = {"ephemeralContainers": [{"name": "debug", "image": "busybox"}]}
     assert problems("", "pods", pod(**spec)) == [

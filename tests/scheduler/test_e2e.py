@@ -15,7 +15,8 @@ import textwrap
 
 import pytest
 
-from tests.scheduler.live import create, event, names, node_of, unschedulable
+from kubik.client.api import ApiError
+from tests.scheduler.live import EVENTS, PODS, create, event, names, node_of, unschedulable
 from tests.scheduler.objects import container, node, pod, taint
 
 
@@ -145,6 +146,57 @@ async def test_a_waiting_pod_is_scheduled_once_a_node_fits(client, namespace, no
     )
     await nodes(node(large, cpu="4", labels=group))
     assert await node_of(client, namespace, "waits") == large
+
+
+async def not_touched(client, namespace: str, name: str, node_name: str = "") -> None:
+    """The pod is as it was made: bound only if it came so, no conditions, no events."""
+    found = await client.get(PODS, namespace, name)
+    assert found["spec"].get("nodeName", "") == node_name
+    assert found["status"]["phase"] == "Pending"
+    assert not found["status"].get("conditions")
+    listing = await client.list(EVENTS, namespace)
+    assert not [e for e in listing["items"] if e["involvedObject"]["name"] == name]
+
+
+async def test_pods_that_are_not_ours_to_place_are_left_alone(client, namespace, nodes):
+    """A pod for a scheduler we do not run, and a pod that names its node (one that
+    does not exist): the scheduler neither binds nor reports on them. As upstream, the
+    pod on the missing node is the pod garbage collector's, after its quarantine (see
+    tests/controllers/test_podgc.py)."""
+    group = {"group": namespace}
+    await nodes(node(f"{namespace}-n", labels=group))
+    elsewhere = pod("elsewhere", nodeSelector=group)
+    elsewhere["spec"]["schedulerName"] = "someone-else"
+    await create(client, namespace, elsewhere)
+    await create(client, namespace, pod("named", nodeName=f"{namespace}-ghost"))
+    # pods are handled in the order they are made: once a later one is scheduled
+    # (and its event sent), the scheduler has seen the two before it
+    await create(client, namespace, pod("later", nodeSelector=group))
+    assert await node_of(client, namespace, "later") == f"{namespace}-n"
+    await event(client, namespace, "later", "Scheduled")
+    await not_touched(client, namespace, "elsewhere")
+    await not_touched(client, namespace, "named", f"{namespace}-ghost")
+
+
+async def test_the_api_refuses_a_malformed_node_affinity_term(client, namespace):
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "In"}]}]
+            }
+        }
+    }
+    with pytest.raises(ApiError) as caught:
+        await create(client, namespace, pod("bad", affinity=affinity))
+    assert caught.value.code == 422
+    assert caught.value.status["details"]["causes"] == [
+        {
+            "reason": "FieldValueRequired",
+            "message": "Required value: must be specified when `operator` is 'In' or 'NotIn'",
+            "field": "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+            ".nodeSelectorTerms[0].matchExpressions[0].values",
+        }
+    ]
 
 
 PLUGIN = """

@@ -1,5 +1,6 @@
 """The scheduler component in this process against a real server: the binding and permit
-phases, through plugins of the tests' own."""
+phases, through plugins of the tests' own, and several profiles each placing the pods
+that name it."""
 
 from __future__ import annotations
 
@@ -77,6 +78,16 @@ CONFIG = {
             {"bind": {"enabled": [{"name": "TestFlakyBinder"}], "disabled": [{"name": "*"}]}},
         ),
         profile("pairs", {"permit": {"enabled": [{"name": "TestPairs"}]}}),
+        profile("spreader", {}),  # upstream's defaults: the least allocated node
+        {
+            "schedulerName": "packer",
+            "pluginConfig": [
+                {
+                    "name": "NodeResourcesFit",
+                    "args": {"scoringStrategy": {"type": "MostAllocated"}},
+                }
+            ],
+        },
         profile(
             "preempting",
             {
@@ -146,3 +157,23 @@ async def test_post_filter_messages_and_nominations_reach_the_pod(
     )
     found = await client.get(PODS, namespace, "greedy")
     assert found["status"]["nominatedNodeName"] == gone_1
+
+
+async def test_each_pod_is_placed_by_the_profile_it_names(scheduler, client, namespace, nodes):
+    group = {"group": namespace}
+    busy, idle = names(namespace, "busy", "idle")
+    await nodes(
+        node(busy, cpu="4", memory="4Gi", labels=group),
+        node(idle, cpu="4", memory="4Gi", labels=group),
+    )
+    half = {"cpu": "2", "memory": "2Gi"}
+    await create(client, namespace, pod("resident", requests=half, nodeName=busy))
+    for profile_name in ("packer", "spreader"):
+        obj = pod(profile_name, requests={"cpu": "1", "memory": "1Gi"}, nodeSelector=group)
+        obj["spec"]["schedulerName"] = profile_name
+        await create(client, namespace, obj)
+    assert await node_of(client, namespace, "packer") == busy
+    assert await node_of(client, namespace, "spreader") == idle
+    for profile_name in ("packer", "spreader"):
+        scheduled = await event(client, namespace, profile_name, "Scheduled")
+        assert scheduled["source"]["component"] == profile_name

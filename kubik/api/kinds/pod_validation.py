@@ -13,6 +13,7 @@ import copy
 import ipaddress
 from typing import Any
 
+from kubik.api.kinds.nodeselector import validate_node_affinity
 from kubik.api.kinds.pod_containers import (
     id_range,
     validate_containers,
@@ -125,7 +126,10 @@ def validate_pod_spec(spec: Object, path: str, *, is_pod: bool) -> Causes:
         )
     causes += _scheduling_gates(spec.get("schedulingGates") or [], f"{path}.schedulingGates")
     causes += _topology_spread(spec.get("topologySpreadConstraints") or [], path)
-    causes += _pod_affinity(spec.get("affinity") or {}, f"{path}.affinity")
+    affinity = spec.get("affinity") or {}
+    if affinity.get("nodeAffinity"):
+        causes += validate_node_affinity(affinity["nodeAffinity"], f"{path}.affinity.nodeAffinity")
+    causes += _pod_affinity(affinity, f"{path}.affinity")
     for key in ("serviceAccountName", "nodeName", "priorityClassName", "runtimeClassName"):
         if spec.get(key):
             causes += each_invalid(
