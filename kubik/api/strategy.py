@@ -14,6 +14,7 @@ from typing import Any
 
 from kubik.api import defaults, meta, validation
 from kubik.api.kinds import qos
+from kubik.api.objcopy import deep_copy
 from kubik.api.registry import Resource
 
 Object = dict[str, Any]
@@ -83,7 +84,7 @@ def prepare_update(resource: Resource, new: Object, old: Object) -> None:
 
 def prepare_status_update(new: Object, old: Object) -> Object:
     """An update through `status`: only the status changes (upstream resets the rest)."""
-    result = copy.deepcopy(old)
+    result = deep_copy(old)
     if "status" in new:
         result["status"] = new["status"]
     else:

@@ -654,7 +654,7 @@ def _validate_metadata_update(metadata: Object, old_meta: Object) -> Causes:
 
 def semantic_equal(a: Any, b: Any) -> bool:
     """Upstream's Semantic.DeepEqual on decoded JSON: absent, null, "" and empty are alike."""
-    return _normalized(a) == _normalized(b)
+    return a == b or _normalized(a) == _normalized(b)  # most updates leave the value as it was
 
 
 def _normalized(value: Any) -> Any:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextvars
-import copy
 import datetime
 import inspect
 from collections.abc import AsyncIterator
@@ -32,6 +31,7 @@ from kubik.api import (
     tables,
     typecheck,
 )
+from kubik.api.objcopy import deep_copy
 from kubik.api.registry import Resource
 from kubik.apiserver import admission, codec, services
 from kubik.apiserver.eventttl import SharedLeases
@@ -210,7 +210,7 @@ class RestHandler:
             await self._require_namespace(target.namespace, creating=True)
         attributes = _attributes(admission.CREATE, target, request, obj, None)
         admitted = self.admission.wants(admission.CREATE, resource, target.subresource)
-        requested = copy.deepcopy(obj) if admitted else obj
+        requested = deep_copy(obj) if admitted else obj
         await self.admission.mutate(attributes)
         strategy.prepare_create(resource, obj)
         self._invalid_if(resource, obj, strategy.validate_create(resource, obj))
@@ -265,8 +265,9 @@ class RestHandler:
         _int_param(request, "timeoutSeconds")  # a list takes it too; it must parse
         version, exact, start = await self._list_position(store, request, limit)
         rendering = self._rendering(request)
-        # The common case — all objects, as JSON — splices stored bytes, decoding nothing.
-        raw = matches is _everything and rendering == codec.Rendering(codec.JSON)
+        # As JSON, the stored bytes are spliced into the answer: all objects decoding nothing,
+        # selected ones decoded only to be matched.
+        raw = rendering == codec.Rendering(codec.JSON)
         items: list[Any] = []
         more = False
         while True:
@@ -277,8 +278,10 @@ class RestHandler:
                 limit=(limit - len(items) if limit else 0),
                 start=start,
             )
-            if raw:
+            if raw and matches is _everything:
                 items += [with_version(kv) for kv in page.kvs]
+            elif raw:
+                items += [with_version(kv) for kv in page.kvs if matches(decode(kv))]
             else:
                 items += [obj for obj in map(decode, page.kvs) if matches(obj)]
             version, exact = page.revision, True
@@ -477,7 +480,7 @@ class RestHandler:
         def change(current: Object) -> Object | None:
             if expected and expected != current["metadata"]["resourceVersion"]:
                 raise errors.stale(resource.plural, resource.group, target.name)
-            new = copy.deepcopy(body)
+            new = deep_copy(body)
             return self.next_version(target, new, current, manager, "Update", status_only)
 
         return await self._write_update(target, change, request)
@@ -522,7 +525,7 @@ class RestHandler:
         change = self._admitted(target, change, request)
         if _dry_run(request):
             current = await store.get(target.namespace, target.name)
-            new = change(copy.deepcopy(current))
+            new = change(deep_copy(current))
             if inspect.isawaitable(new):
                 new = await new
             return self._render_one(target, new or current, request)
@@ -538,7 +541,7 @@ class RestHandler:
             return change
 
         async def admitted(current: Object) -> Object | None:
-            old = copy.deepcopy(current)
+            old = deep_copy(current)
             new = change(current)
             if new is not None:
                 attributes = _attributes(admission.UPDATE, target, request, new, old)
@@ -607,7 +610,7 @@ class RestHandler:
         manager = _manager(request)
 
         def change(current: Object) -> Object | None:
-            original = copy.deepcopy(current)
+            original = deep_copy(current)
             try:
                 if content_type == "application/json-patch+json":
                     patched = patch.json_patch(current, document)
@@ -666,7 +669,7 @@ class RestHandler:
             return self._render_created(target, await store.create(obj), request)
 
         def change(current: Object) -> Object | None:
-            original = copy.deepcopy(current)
+            original = deep_copy(current)
             self._check_identity(target, applied)
             merged = apply.apply(current, applied, manager=manager, force=force, resource=resource)
             if target.subresource == "status":

@@ -10,11 +10,11 @@
 
 from __future__ import annotations
 
-import copy
 import time
 from typing import Any
 
 from kubik.api import errors, meta, patch, selectors
+from kubik.api.objcopy import deep_copy
 from kubik.apiserver import codec, tokens
 from kubik.apiserver.http import Request, Response
 from kubik.apiserver.rest import RestHandler, Target, respond
@@ -122,7 +122,7 @@ class Subresources:
                 )
             if (current.get("spec") or {}).get("replicas") == replicas:
                 return None
-            new = copy.deepcopy(current)
+            new = deep_copy(current)
             new.setdefault("spec", {})["replicas"] = replicas
             return self._rest.next_version(target, new, current, "scale", "Update", False)
 

@@ -18,19 +18,20 @@ import logging
 import os
 import re
 import sys
+from typing import TYPE_CHECKING
 
 import kubik
 from kubik import component
-from kubik.apiserver.server import APIServer
 from kubik.controllers import nodeipam
-from kubik.controllers.manager import ControllerManager
 from kubik.hollow import cli as hollow_cli
 from kubik.kubelet import cli as kubelet_cli
 from kubik.kubelet import images
 from kubik.scheduler import config as scheduler_config
-from kubik.scheduler.scheduler import Scheduler
 from kubik.store import errors as store_errors
-from kubik.store.service import StoreService
+
+if TYPE_CHECKING:
+    from kubik.controllers.manager import ControllerManager
+    from kubik.scheduler.scheduler import Scheduler
 
 log = logging.getLogger("kubik")
 
@@ -200,7 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# The components are imported by the roles that run them: a process carries only its own
+# (a controller manager neither the API server nor the kubelet's gRPC stubs).
+
+
 def _controller_manager(args: argparse.Namespace, kubeconfig: str) -> ControllerManager:
+    from kubik.controllers.manager import ControllerManager
+
     host, _, port = args.controller_metrics_address.rpartition(":")
     if args.cluster_cidr:  # the node IPAM controller reads its settings from the environment
         os.environ[nodeipam.CIDR_VARIABLE] = args.cluster_cidr
@@ -216,6 +223,8 @@ def _controller_manager(args: argparse.Namespace, kubeconfig: str) -> Controller
 
 def _scheduler(args: argparse.Namespace, kubeconfig: str) -> Scheduler:
     """`kubik scheduler` with its --config, or the server's scheduler (default profile)."""
+    from kubik.scheduler.scheduler import Scheduler
+
     leader_elect = None if args.leader_elect is None else args.leader_elect == "true"
     address = args.metrics_address if args.role == "scheduler" else args.scheduler_metrics_address
     host, _, port = address.rpartition(":")
@@ -240,6 +249,9 @@ async def _serve(args: argparse.Namespace) -> None:
     if args.role in ("agent", "kubelet"):
         await kubelet_cli.serve(args)
         return
+    from kubik.apiserver.server import APIServer
+    from kubik.store.service import StoreService
+
     store = StoreService(datastore_endpoint=args.datastore_endpoint, data_dir=args.data_dir)
     api = APIServer(
         store=lambda: store.store,

@@ -55,8 +55,11 @@ class ResourceQuotaController(Controller):
             self.enqueue(new)
 
     def _maybe_released(self, evaluator: quota.Evaluator, old: Object, new: Object) -> None:
-        if evaluator.usage(old) != evaluator.usage(new):
-            self._released(new)
+        """Recount when the object's usage changed; measuring it only where a quota is."""
+        quotas = self.quotas.list(new["metadata"].get("namespace", ""))
+        if quotas and evaluator.usage(old) != evaluator.usage(new):
+            for resource_quota in quotas:
+                self.enqueue(resource_quota)
 
     def _released(self, obj: Object) -> None:
         """Something in the namespace may use less now: recount its quotas."""

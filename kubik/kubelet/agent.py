@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from kubik import component
 from kubik.client.api import Client
 from kubik.client.informer import Informer
-from kubik.kubelet import images, logrotation
+from kubik.kubelet import defaults, images, logrotation
 from kubik.kubelet.containerd import Containerd
 from kubik.kubelet.credentials import NodeCredentials
 from kubik.kubelet.cri.client import RuntimeClient
@@ -37,9 +37,9 @@ from kubik.kubelet.volumes.manager import VolumeManager
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CGROUP_ROOT = "/kubik"
-DEFAULT_CLUSTER_DNS = "10.43.0.10"  # k3s's: the tenth address of the service CIDR
-DEFAULT_CLUSTER_DOMAIN = "cluster.local"
+DEFAULT_CGROUP_ROOT = defaults.CGROUP_ROOT
+DEFAULT_CLUSTER_DNS = defaults.CLUSTER_DNS
+DEFAULT_CLUSTER_DOMAIN = defaults.CLUSTER_DOMAIN
 
 
 @dataclass
@@ -103,6 +103,7 @@ class Agent(component.Component):
         )
         await self._start_part(node)
         self._nodes.start()
+        await self._nodes.synced.wait()  # pods are admitted against the Node: have it first
         await self._start_part(network)
         objects = ApiObjects(self.client)
         pods = PodManager(
@@ -119,6 +120,7 @@ class Agent(component.Component):
             cgroup_parent=config.cgroup_root,
             container_log_max_size=config.container_log_max_size,
             container_log_max_files=config.container_log_max_files,
+            node=lambda: self._nodes.get(config.node.name) if self._nodes else None,
         )
         await self._start_part(pods)
         await self._start_part(

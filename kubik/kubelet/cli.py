@@ -16,18 +16,14 @@ import argparse
 import asyncio
 import os
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from kubik import component
 from kubik.apiserver import nodejoin, tls
-from kubik.kubelet import credentials, images, logrotation, machine, node
-from kubik.kubelet.agent import (
-    DEFAULT_CGROUP_ROOT,
-    DEFAULT_CLUSTER_DNS,
-    DEFAULT_CLUSTER_DOMAIN,
-    Agent,
-    AgentConfig,
-)
+from kubik.kubelet import credentials, defaults, images, machine
+
+if TYPE_CHECKING:  # imported when an agent is made: every role parses these flags
+    from kubik.kubelet.agent import Agent, AgentConfig
 
 
 class AgentError(Exception):
@@ -95,7 +91,7 @@ def add_agent_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubelet-port", type=int, default=10250, help="the node API's port")
     parser.add_argument(
         "--cgroup-root",
-        default=DEFAULT_CGROUP_ROOT,
+        default=defaults.CGROUP_ROOT,
         help="the cgroup the pods' cgroups go under (default %(default)s)",
     )
     parser.add_argument(
@@ -111,23 +107,26 @@ def add_agent_flags(parser: argparse.ArgumentParser) -> None:
         "--cluster-dns",
         action="append",
         default=[],
-        help=f"the DNS server pods use (repeatable; default {DEFAULT_CLUSTER_DNS})",
+        help=f"the DNS server pods use (repeatable; default {defaults.CLUSTER_DNS})",
     )
-    parser.add_argument("--cluster-domain", default=DEFAULT_CLUSTER_DOMAIN)
+    parser.add_argument("--cluster-domain", default=defaults.CLUSTER_DOMAIN)
     parser.add_argument(
         "--container-log-max-size",
-        default=logrotation.DEFAULT_MAX_SIZE,
+        default=defaults.LOG_MAX_SIZE,
         help="a container log is rotated past this size (default %(default)s)",
     )
     parser.add_argument(
         "--container-log-max-files",
         type=int,
-        default=logrotation.DEFAULT_MAX_FILES,
+        default=defaults.LOG_MAX_FILES,
         help="rotated log files kept per container (default %(default)s)",
     )
 
 
 def agent_config(args: argparse.Namespace, *, control_plane: bool) -> AgentConfig:
+    from kubik.kubelet import node
+    from kubik.kubelet.agent import AgentConfig
+
     try:
         reserved = node.parse_reserved([*args.kube_reserved, *args.system_reserved])
         labels = node.parse_labels(args.node_labels)
@@ -151,11 +150,17 @@ def agent_config(args: argparse.Namespace, *, control_plane: bool) -> AgentConfi
         runtime_endpoint=args.container_runtime_endpoint,
         images_dir=args.images_dir,
         cgroup_root=args.cgroup_root,
-        cluster_dns=args.cluster_dns or [DEFAULT_CLUSTER_DNS],
+        cluster_dns=args.cluster_dns or [defaults.CLUSTER_DNS],
         cluster_domain=args.cluster_domain,
         container_log_max_size=args.container_log_max_size,
         container_log_max_files=args.container_log_max_files,
     )
+
+
+def _agent(config: AgentConfig, get_credentials) -> Agent:
+    from kubik.kubelet.agent import Agent
+
+    return Agent(config, get_credentials)
 
 
 def _names(config: AgentConfig) -> tuple[list[str], list[str]]:
@@ -177,7 +182,7 @@ def server_agent(args: argparse.Namespace, server: Server) -> Agent:
         url = f"https://127.0.0.1:{server.port}"
         return await asyncio.to_thread(credentials.save, config.agent_dir, url, bundle)
 
-    return Agent(config, issue)
+    return _agent(config, issue)
 
 
 def joining_agent(args: argparse.Namespace) -> Agent:
@@ -195,7 +200,7 @@ def joining_agent(args: argparse.Namespace) -> Agent:
             hostnames=hostnames,
         )
 
-    return Agent(config, join)
+    return _agent(config, join)
 
 
 def kubelet_agent(args: argparse.Namespace) -> Agent:
@@ -211,7 +216,7 @@ def kubelet_agent(args: argparse.Namespace) -> Agent:
     async def files() -> credentials.NodeCredentials:
         return given
 
-    return Agent(config, files)
+    return _agent(config, files)
 
 
 async def serve(args: argparse.Namespace) -> None:

@@ -21,12 +21,13 @@ from pathlib import Path
 import grpc
 
 from kubik.api import quantity
+from kubik.kubelet import defaults
 from kubik.kubelet.cri import api_pb2
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_SIZE = "10Mi"
-DEFAULT_MAX_FILES = 5
+DEFAULT_MAX_SIZE = defaults.LOG_MAX_SIZE
+DEFAULT_MAX_FILES = defaults.LOG_MAX_FILES
 INTERVAL = 10.0
 
 

@@ -10,6 +10,11 @@ worker that removes it. The first poll, right after the informer's first
 listing, is the reconciliation at start: pods running before are adopted by
 their workers as found, strays torn down, and containers that died meanwhile
 restarted by their restart policy. `pods()` serves the node API.
+
+A pod new to the node is admitted first (admission.py) against the Node
+(`node()`, the agent's cached copy) and the pods already running here; a
+rejected pod gets no worker: its Failed status is written once, and its
+deletion finished when it is deleted.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +34,7 @@ from kubik.api import builtin
 from kubik.client.api import ApiError, Client
 from kubik.client.events import EventRecorder
 from kubik.client.informer import Informer
-from kubik.kubelet import runtimestate
+from kubik.kubelet import admission, runtimestate
 from kubik.kubelet.backoff import Backoff
 from kubik.kubelet.containerconfig import memory_capacity
 from kubik.kubelet.logrotation import DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE, LogRotator, parse_size
@@ -36,7 +42,7 @@ from kubik.kubelet.objects import ApiObjects
 from kubik.kubelet.podworker import NodeContext, PodWorker
 from kubik.kubelet.pull import ImagePuller
 from kubik.kubelet.sandbox import SandboxSettings
-from kubik.kubelet.status import StatusWriter
+from kubik.kubelet.status import TERMINAL, StatusWriter
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +52,7 @@ NODES = builtin.lookup("", "v1", "nodes")
 Object = dict[str, Any]
 
 POLL_INTERVAL = 1.0
+REJECT_RETRIES = 5
 BACKOFF_GC = 60.0
 NODE_IP_TTL = 60.0
 
@@ -69,6 +76,7 @@ class PodManager(component.Component):
         container_log_max_size: str | int = DEFAULT_MAX_SIZE,
         container_log_max_files: int = DEFAULT_MAX_FILES,
         poll_interval: float = POLL_INTERVAL,
+        node: Callable[[], Object | None] | None = None,
     ) -> None:
         super().__init__()
         self.client = client
@@ -95,6 +103,9 @@ class PodManager(component.Component):
         self._pods = Informer(client, PODS, field_selector=f"spec.nodeName={node_name}")
         self._services = Informer(client, SERVICES)
         self._workers: dict[str, PodWorker] = {}
+        self._node_object = node  # None: every pod is admitted
+        self._rejected: set[str] = set()  # uids of pods turned away
+        self._background: set[asyncio.Task] = set()
         self._node: NodeContext | None = None
         self._poll_task: asyncio.Task | None = None
         self._node_ip = ("", 0.0)
@@ -143,6 +154,9 @@ class PodManager(component.Component):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poll_task
         await self.rotator.stop()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self._pods.stop()
         await self._services.stop()
         workers, self._workers = list(self._workers.values()), {}
@@ -164,18 +178,29 @@ class PodManager(component.Component):
     def _changed(self, pod: Object) -> None:
         uid = pod["metadata"].get("uid", "")
         worker = self._workers.get(uid)
-        if worker is None:
-            self._spawn(uid, pod)
-        else:
+        if worker is not None:
             worker.update(pod)
+            return
+        if uid not in self._rejected and not admission.was_rejected(pod):
+            rejection = self._admit(pod)
+            if rejection is None:
+                self._spawn(uid, pod)
+                return
+            self._run_in_background(self._reject(pod, rejection))
+        self._rejected.add(uid)
+        if pod["metadata"].get("deletionTimestamp"):
+            self._run_in_background(self._finish_deletion(pod))
 
     def _gone(self, pod: Object) -> None:
-        worker = self._workers.get(pod["metadata"].get("uid", ""))
+        uid = pod["metadata"].get("uid", "")
+        self._rejected.discard(uid)
+        worker = self._workers.get(uid)
         if worker is not None:
             worker.update(None)
 
     def _spawn(self, uid: str, pod: Object | None) -> None:
         assert self._node is not None
+        self._rejected.discard(uid)  # found in the runtime after all: its worker removes it
         worker = PodWorker(uid, self._node, pod, on_exit=self._exited)
         self._workers[uid] = worker
         worker.start()
@@ -189,6 +214,69 @@ class PodManager(component.Component):
             if pod["metadata"].get("uid") == uid:
                 return pod
         return None
+
+    # ------------------------------------------------------------ admission
+
+    def _admit(self, pod: Object) -> admission.Rejection | None:
+        """Why the node cannot take the pod, if it cannot. Pods being deleted or finished are
+        not checked, nor those started before (by this kubelet, before a restart)."""
+        status = pod.get("status") or {}
+        if (
+            self._node_object is None
+            or pod["metadata"].get("deletionTimestamp")
+            or status.get("phase") in TERMINAL
+            or status.get("startTime")
+        ):
+            return None
+        node = self._node_object()
+        if node is None:
+            return None
+        uid = pod["metadata"].get("uid")
+        others = [
+            other
+            for other in self._pods.list()
+            if other["metadata"].get("uid") != uid and self._active(other)
+        ]
+        return admission.admit(pod, node, others)
+
+    def _active(self, pod: Object) -> bool:
+        """Whether the pod counts against the node's resources: admitted and not finished."""
+        uid = pod["metadata"].get("uid", "")
+        status = pod.get("status") or {}
+        if uid in self._rejected or status.get("phase") in TERMINAL:
+            return False
+        return uid in self._workers or bool(status.get("startTime"))
+
+    async def _reject(self, pod: Object, rejection: admission.Rejection) -> None:
+        assert self._node is not None
+        meta = pod["metadata"]
+        log.info("pod %s/%s rejected: %s", meta.get("namespace"), meta.get("name"), rejection)
+        self._event(pod, "Warning", rejection.reason, rejection.message)
+        status = admission.rejected_status(pod, rejection)
+        for attempt in range(REJECT_RETRIES):
+            try:
+                await self._node.writer.write(pod, status)
+                return
+            except ApiError as exc:
+                log.warning("writing the status of rejected pod %s: %s", meta.get("uid"), exc)
+                await asyncio.sleep(2**attempt)
+
+    async def _finish_deletion(self, pod: Object) -> None:
+        """A rejected pod never ran: its deletion is finished at once (its deletion arrives
+        as an update, which may come before or after its status is written)."""
+        meta = pod["metadata"]
+        try:
+            await self.client.delete(
+                PODS, meta["namespace"], meta["name"], grace_period=0, uid=meta["uid"]
+            )
+        except ApiError as exc:
+            if not (exc.not_found or exc.conflict):
+                log.warning("deleting rejected pod %s: %s", meta.get("uid"), exc)
+
+    def _run_in_background(self, work) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # ------------------------------------------------------------ the runtime's side
 

@@ -310,7 +310,7 @@ class PodWorker:
             sandbox_id, pod_ips = created
         if todo.next_init is not None or todo.start:
             config = self._sandbox_config(pod, todo.attempt)
-            start = _Start(pod, state, sandbox_id, config, pod_ips)
+            start = _Start(pod, state, sandbox_id, config, await self._addresses(pod, pod_ips))
             if todo.next_init is not None:
                 await self._start_container(start, todo.next_init)
             for container in todo.start:
@@ -318,8 +318,9 @@ class PodWorker:
             state = await runtimestate.inspect(self.node.runtime, self.uid)
         if await self._prune(state):
             state = await runtimestate.inspect(self.node.runtime, self.uid)
-        ip = state.sandbox.ip if state.sandbox and state.sandbox.ready else ""
-        await self.probes.sync(pod, state, ip)
+        ready = state.sandbox is not None and state.sandbox.ready
+        ips = await self._addresses(pod, state.sandbox.ips) if ready else []
+        await self.probes.sync(pod, state, ips[0] if ips else "")
         await self._write_status(pod, state)
 
     async def _ensure_volumes(self, pod: Object) -> bool:
@@ -566,7 +567,7 @@ class PodWorker:
         prestop = ((spec or {}).get("lifecycle") or {}).get("preStop") if spec else record.prestop()
         if prestop and grace > 0:
             began = time.monotonic()
-            sandbox_ip = await self._pod_ip()
+            sandbox_ip = await self._pod_ip(pod)
             try:
                 await asyncio.wait_for(
                     run_handler(
@@ -598,9 +599,18 @@ class PodWorker:
             if not runtimestate.is_not_found(exc):
                 raise
 
-    async def _pod_ip(self) -> str:
+    async def _pod_ip(self, pod: Object) -> str:
         state = await runtimestate.inspect(self.node.runtime, self.uid)
-        return state.sandbox.ip if state.sandbox else ""
+        ips = await self._addresses(pod, state.sandbox.ips if state.sandbox else [])
+        return ips[0] if ips else ""
+
+    async def _addresses(self, pod: Object, sandbox_ips: list[str]) -> list[str]:
+        """The pod's IPs as its probes, hooks and environment see them: its sandbox's, or the
+        node's for a pod on the host's network (as its status reports)."""
+        if (pod.get("spec") or {}).get("hostNetwork"):
+            host_ip = await self.node.host_ip()
+            return [host_ip] if host_ip else []
+        return list(sandbox_ips)
 
     async def _kill_pod(self, pod: Object, state: PodRuntime) -> None:
         """Stop every running container (in parallel, each with its hooks), then the sandboxes."""

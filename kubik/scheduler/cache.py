@@ -14,8 +14,10 @@ looks across zones.
 
 Plugins that look at other pods (inter-pod affinity, topology spread) read
 indexes kept as pods come and go, instead of walking every node: the pods
-of a namespace, the pods with pod (anti-)affinity terms, and how many nodes
-carry each value of a label.
+of a namespace, the same pods grouped by their labels (the replicas of a
+workload share theirs, so a selector is matched once per group and not once
+per pod), the pods with pod (anti-)affinity terms, and how many nodes carry
+each value of a label.
 """
 
 from __future__ import annotations
@@ -35,6 +37,26 @@ Object = dict[str, Any]
 DEFAULT_ASSUMED_TTL = 900.0
 
 Placed = tuple[PodInfo, NodeInfo]  # a pod and the node it is on (whose Node may be unknown)
+GroupKey = tuple[frozenset[tuple[str, str]], bool]  # a pod's labels, and whether it terminates
+
+
+class LabelGroup:
+    """The pods of a namespace with the same labels and the same terminating state: how
+    many of them each node holds."""
+
+    __slots__ = ("key", "labels", "terminating", "nodes")
+
+    def __init__(self, key: GroupKey) -> None:
+        self.key = key
+        self.labels = dict(key[0])
+        self.terminating = key[1]
+        self.nodes: dict[NodeInfo, int] = {}
+
+
+def _group_key(pod: Object) -> GroupKey:
+    metadata = pod["metadata"]
+    labels = metadata.get("labels") or {}
+    return frozenset(labels.items()), bool(metadata.get("deletionTimestamp"))
 
 
 @dataclass(slots=True)
@@ -60,6 +82,8 @@ class Cache:
         self._ordered: list[NodeInfo] | None = None
         # pods placed on nodes, with their NodeInfo: by namespace, and those with pod affinity
         self._by_namespace: dict[str, dict[str, Placed]] = {}
+        self._groups: dict[str, dict[GroupKey, LabelGroup]] = {}  # by namespace
+        self._group_of: dict[str, LabelGroup] = {}  # pod key → its group
         self._with_affinity: dict[str, Placed] = {}
         self._with_required_anti_affinity: dict[str, Placed] = {}
         self._label_values: dict[str, dict[str, int]] = {}  # label → value → nodes with it
@@ -98,6 +122,10 @@ class Cache:
     def pods_in(self, namespace: str) -> Iterable[Placed]:
         """The pods (bound or assumed) of a namespace, each with the NodeInfo it is on."""
         return self._by_namespace.get(namespace, {}).values()
+
+    def label_groups(self, namespace: str) -> Iterable[LabelGroup]:
+        """The pods of a namespace (bound or assumed), by labels: count per node."""
+        return self._groups.get(namespace, {}).values()
 
     def all_pods(self) -> Iterator[Placed]:
         for pods in self._by_namespace.values():
@@ -259,9 +287,15 @@ class Cache:
             node_info = self._nodes[node] = NodeInfo(node)  # the Node object may come later
         node_info.add_pod(info)
         placed = (info, node_info)
-        self._by_namespace.setdefault(info.pod["metadata"].get("namespace", ""), {})[info.key] = (
-            placed
-        )
+        namespace = info.pod["metadata"].get("namespace", "")
+        self._by_namespace.setdefault(namespace, {})[info.key] = placed
+        groups = self._groups.setdefault(namespace, {})
+        group_key = _group_key(info.pod)
+        group = groups.get(group_key)
+        if group is None:
+            group = groups[group_key] = LabelGroup(group_key)
+        group.nodes[node_info] = group.nodes.get(node_info, 0) + 1
+        self._group_of[info.key] = group
         affinity = (info.pod.get("spec") or {}).get("affinity") or {}
         if affinity.get("podAffinity") or affinity.get("podAntiAffinity"):
             self._with_affinity[info.key] = placed
@@ -273,8 +307,11 @@ class Cache:
     def _unplace(self, key: str, node: str) -> None:
         namespace = key.partition("/")[0]
         pods = self._by_namespace.get(namespace)
-        if pods is not None and pods.pop(key, None) is not None and not pods:
-            del self._by_namespace[namespace]
+        placed = pods.pop(key, None) if pods is not None else None
+        if placed is not None:
+            if not pods:
+                del self._by_namespace[namespace]
+            self._ungroup(namespace, key, placed[1])
         self._with_affinity.pop(key, None)
         self._with_required_anti_affinity.pop(key, None)
         node_info = self._nodes.get(node)
@@ -283,6 +320,19 @@ class Cache:
         node_info.remove_pod(key)
         if node_info.node is None and not node_info.pods:
             del self._nodes[node]
+
+    def _ungroup(self, namespace: str, key: str, node_info: NodeInfo) -> None:
+        group = self._group_of.pop(key)
+        count = group.nodes[node_info] - 1
+        if count:
+            group.nodes[node_info] = count
+            return
+        del group.nodes[node_info]
+        if not group.nodes:
+            groups = self._groups[namespace]
+            del groups[group.key]
+            if not groups:
+                del self._groups[namespace]
 
 
 def _interleave_zones(nodes: list[NodeInfo]) -> list[NodeInfo]:

@@ -109,3 +109,17 @@ def test_unknown_flags_are_refused():
     result = run("controller-manager", "--kubeconfig", "/nonexistent", "--bogus=1")
     assert result.returncode != 0
     assert "--bogus=1" in result.stderr
+
+
+def test_a_role_imports_only_its_own_components():
+    """The controller manager, say, carries neither the API server nor the CRI's gRPC stubs."""
+    check = (
+        "import sys, kubik.cli.main; "
+        "print(sorted(m for m in ('grpc', 'kubik.apiserver.rest', 'kubik.kubelet.agent', "
+        "'kubik.scheduler.scheduler', 'kubik.controllers.manager') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

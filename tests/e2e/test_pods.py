@@ -3,12 +3,14 @@
 One `KubikNode` (server and agent in a network namespace of the test's own;
 kubectl runs there too). Pod IPs are reached from inside the namespace with
 curl; the node's containerd is read through its CRI socket, a unix socket the
-test reaches from the host.
+test reaches from the host. A bystander pod runs through the whole module:
+whatever goes wrong with the others, it stays Ready and is never restarted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -17,7 +19,9 @@ from pathlib import Path
 import pytest
 
 from kubik.kubelet import runtimestate
+from kubik.kubelet.cri import api_pb2
 from kubik.kubelet.cri.client import RuntimeClient
+from kubik.scheduler.nodeinfo import Resource
 from tests.support.cluster import KubikServer
 from tests.support.node import KubikNode, apply, events_of
 
@@ -25,6 +29,7 @@ NAMESPACE = "pods"
 BUSYBOX = "kubik.local/busybox:latest"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 AGENT_READY = "agent is ready"
+NODE_READY = '{.status.conditions[?(@.type=="Ready")].status}'
 WAIT = 120.0
 
 
@@ -34,6 +39,29 @@ def node(tmp_path_factory):
     kubik.ok("create", "namespace", NAMESPACE)
     yield kubik
     kubik.stop()
+
+
+@pytest.fixture(scope="module")
+def bystander(node):
+    """A pod that must stay as it is while the tests break others (checked after each; the
+    last test deletes it with the rest)."""
+    apply(node, NAMESPACE, pod("bystander", busybox()))
+    return wait_pod(node, "bystander", is_ready, "Ready")
+
+
+def check_bystander(node: KubikNode, first: dict) -> None:
+    now = get_pod(node, "bystander")
+    assert is_ready(now) and container(now)["restartCount"] == 0, now["status"]
+    assert container(now)["containerID"] == container(first)["containerID"]
+    ready = node.ok("get", "node", node.node_name, "-o", f"jsonpath={NODE_READY}")
+    assert ready == "True"
+
+
+@pytest.fixture
+def unaffected(node, bystander):
+    """Used by tests of things going wrong: the node and the bystander are unaffected."""
+    yield
+    check_bystander(node, bystander)
 
 
 # ------------------------------------------------------------------ helpers
@@ -161,7 +189,7 @@ def test_a_web_pod_becomes_ready_and_answers_on_its_pod_ip(node):
     delete(node, "web")
 
 
-def test_a_crashing_container_is_restarted_with_growing_back_off(node):
+def test_a_crashing_container_is_restarted_with_growing_back_off(node, unaffected):
     apply(node, NAMESPACE, pod("crasher", busybox("sh", "-c", "echo oops; exit 1")))
     crashed = wait_pod(
         node,
@@ -182,7 +210,7 @@ def test_a_crashing_container_is_restarted_with_growing_back_off(node):
     delete(node, "crasher")
 
 
-def test_a_failing_init_container_blocks_the_pod(node):
+def test_a_failing_init_container_blocks_the_pod(node, unaffected):
     apply(
         node,
         NAMESPACE,
@@ -213,7 +241,7 @@ def test_a_failing_init_container_blocks_the_pod(node):
     delete(node, "init-fails", "init-retries")
 
 
-def test_a_memory_limit_ends_in_oom_killed(node):
+def test_a_memory_limit_ends_in_oom_killed(node, unaffected):
     apply(
         node,
         NAMESPACE,
@@ -267,7 +295,7 @@ def test_graceful_deletion_runs_pre_stop_within_the_grace_period(node, tmp_path)
 # ------------------------------------------------------------------ failures
 
 
-def test_failures_carry_a_clear_reason(node):
+def test_failures_carry_a_clear_reason(node, unaffected):
     missing_image = "127.0.0.1:1/missing/image:v1"  # refused inside the node's namespace
     apply(
         node,
@@ -314,6 +342,83 @@ def test_failures_carry_a_clear_reason(node):
     delete(node, "no-image", "no-command", "no-config")
 
 
+def too_big(name: str, resource: str, amount: str, **spec) -> dict:
+    return pod(name, busybox(resources={"requests": {resource: amount}}), **spec)
+
+
+def test_requests_the_node_cannot_meet(node, unaffected):
+    allocatable = Resource.from_list(node.get("node", node.node_name)["status"]["allocatable"])
+    # through the scheduler: no node fits, the pod stays Pending
+    apply(node, NAMESPACE, too_big("unschedulable", "cpu", "1000"))
+    pending = wait_pod(
+        node,
+        "unschedulable",
+        lambda p: any(c["type"] == "PodScheduled" for c in p["status"].get("conditions") or []),
+        "the scheduler's verdict",
+    )
+    scheduled = next(c for c in pending["status"]["conditions"] if c["type"] == "PodScheduled")
+    assert (scheduled["status"], scheduled["reason"]) == ("False", "Unschedulable")
+    assert "1 Insufficient cpu" in scheduled["message"]
+    assert phase(pending) == "Pending" and not pending["spec"].get("nodeName")
+
+    # bound to the node by its creator: the kubelet turns it away, as upstream's does
+    bound = {"nodeName": node.node_name}
+    apply(
+        node,
+        NAMESPACE,
+        too_big("out-of-cpu", "cpu", "1000", **bound),
+        too_big("out-of-memory", "memory", "1000Ti", **bound),
+    )
+    for name, resource, requested, capacity in (
+        ("out-of-cpu", "cpu", 1000_000, allocatable.milli_cpu),
+        ("out-of-memory", "memory", 1000 * 2**40, allocatable.memory),
+    ):
+        rejected = wait_pod(node, name, lambda p: phase(p) == "Failed", "Failed")
+        assert rejected["status"]["reason"] == f"OutOf{resource}"
+        message = rejected["status"]["message"]
+        assert message.startswith(
+            f"Pod was rejected: Node didn't have enough resource: {resource}, "
+            f"requested: {requested}, used: "
+        ), message
+        assert message.endswith(f", capacity: {capacity}"), message
+        assert status_column(node, name) == f"OutOf{resource}"
+        assert not rejected["status"].get("containerStatuses")
+        assert f"OutOf{resource}: {message.removeprefix('Pod was rejected: ')}" in events_of(
+            node, NAMESPACE, name
+        )
+        assert rejected["metadata"]["uid"] not in runtime_listing(node).uids()
+    delete(node, "unschedulable", "out-of-cpu", "out-of-memory")
+
+
+def test_a_malformed_probe_is_refused_by_the_api(node):
+    probe = {
+        "exec": {"command": ["true"]},
+        "httpGet": {"port": 80},
+        "periodSeconds": -1,
+    }
+    manifest = pod("bad-probe", busybox(livenessProbe=probe, readinessProbe={"periodSeconds": 1}))
+    done = node.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps(manifest))
+    assert done.returncode != 0
+    for complaint in (
+        'The Pod "bad-probe" is invalid',
+        "spec.containers[0].livenessProbe.httpGet: Forbidden: may not specify more than 1 "
+        "handler type",
+        "spec.containers[0].livenessProbe.periodSeconds: Invalid value: -1: must be greater "
+        "than or equal to 0",
+        "spec.containers[0].readinessProbe: Required value: must specify a handler type",
+    ):
+        assert complaint in done.stderr, done.stderr
+    named = pod("bad-probe", busybox(livenessProbe={"grpc": {"port": "grpc"}}))
+    done = node.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps(named))
+    assert done.returncode != 0
+    assert (
+        'Error from server (BadRequest): error when creating "STDIN": the value of '
+        "spec.containers[0].livenessProbe.grpc.port is a string, but the schema wants integer"
+    ) in done.stderr, done.stderr
+    missing = node.kubectl("get", "pod", "bad-probe", "-n", NAMESPACE)
+    assert "NotFound" in missing.stderr
+
+
 # ------------------------------------------------------------------ the kubelet's own restarts
 
 
@@ -328,7 +433,7 @@ def _kill_container_processes(cgroup_root: str, container_id: str) -> int:
     return killed
 
 
-def test_a_killed_kubelet_comes_back_to_the_same_containers(node):
+def test_a_killed_kubelet_comes_back_to_the_same_containers(node, unaffected):
     apply(node, NAMESPACE, pod("steady", busybox()), pod("pair", busybox(), busybox(name="side")))
     steady = wait_pod(node, "steady", is_ready, "Ready")
     pair = wait_pod(node, "pair", is_ready, "Ready")
@@ -339,11 +444,8 @@ def test_a_killed_kubelet_comes_back_to_the_same_containers(node):
     node.proc.send_signal(signal.SIGKILL)  # server and agent at once; the pods' shims stay
     node.proc.wait()
     assert _kill_container_processes(node.cgroup_root, side_id) >= 1  # dies meanwhile
-    KubikServer.start(node, WAIT)
-    deadline = time.monotonic() + WAIT
-    while node.log_path.read_text(errors="replace").count(AGENT_READY) <= started:
-        assert time.monotonic() < deadline, node.log_tail()
-        time.sleep(0.5)
+    _start_again(node, AGENT_READY)
+    assert node.log_path.read_text(errors="replace").count(AGENT_READY) == started + 1
 
     pair = wait_pod(
         node,
@@ -359,11 +461,83 @@ def test_a_killed_kubelet_comes_back_to_the_same_containers(node):
     assert container(again)["containerID"] == container(steady)["containerID"]
     assert container(again)["restartCount"] == 0
     listing = runtime_listing(node)
-    for name in ("steady", "pair"):
+    known = {p["metadata"]["uid"] for p in node.get("pods", "-n", NAMESPACE)["items"]}
+    assert listing.uids() <= known  # no strays
+    running = api_pb2.ContainerState.CONTAINER_RUNNING
+    for name, containers in (("steady", ["main"]), ("pair", ["main", "side"])):
         uid = get_pod(node, name)["metadata"]["uid"]
         sandboxes = listing.sandboxes.get(uid, [])
         assert len(sandboxes) == 1, f"{name} has sandboxes {sandboxes}"
+        alive = [c.metadata.name for c in listing.containers[uid] if c.state == running]
+        assert sorted(alive) == containers, f"{name} runs {alive}"
     delete(node, "steady", "pair")
+
+
+def _containerd_pid(node: KubikNode) -> int:
+    """The node's containerd: the server's child running `containerd --config`."""
+    assert node.proc is not None
+    for task in Path(f"/proc/{node.proc.pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            if argv[:2] == [b"containerd", b"--config"]:
+                return int(child)
+    raise AssertionError("the node's containerd is not running")
+
+
+def test_a_containerd_restart_is_survived(node, unaffected):
+    apply(node, NAMESPACE, pod("survivor", busybox()))
+    before = wait_pod(node, "survivor", is_ready, "Ready")
+    old = _containerd_pid(node)
+    os.kill(old, signal.SIGKILL)  # the agent starts it again; the pods' shims live on
+    deadline = time.monotonic() + WAIT
+    while True:
+        try:
+            if _containerd_pid(node) != old:
+                break
+        except AssertionError:
+            pass
+        assert time.monotonic() < deadline, node.log_tail()
+        time.sleep(0.5)
+    apply(node, NAMESPACE, pod("newcomer", busybox()))
+    wait_pod(node, "newcomer", is_ready, "a new pod Ready after the restart")
+    after = wait_pod(node, "survivor", is_ready, "still Ready")
+    assert container(after)["containerID"] == container(before)["containerID"]
+    assert container(after)["restartCount"] == 0
+    assert node.ok("exec", "-n", NAMESPACE, "survivor", "--", "echo", "hi") == "hi\n"
+    delete(node, "survivor", "newcomer")
+
+
+def _start_again(node: KubikNode, line: str) -> None:
+    """Start the stopped server once more; return once its log has one more `line` (the log
+    is appended to: what it says already is from before)."""
+    before = node.log_path.read_text(errors="replace").count(line)
+    KubikServer.start(node, WAIT)
+    deadline = time.monotonic() + WAIT
+    while node.log_path.read_text(errors="replace").count(line) <= before:
+        assert node.proc is not None and node.proc.poll() is None, node.log_tail()
+        assert time.monotonic() < deadline, node.log_tail()
+        time.sleep(0.2)
+
+
+def test_a_pod_deleted_while_the_agent_was_down_is_torn_down(node, unaffected):
+    apply(node, NAMESPACE, pod("orphan", busybox()))
+    uid = wait_pod(node, "orphan", is_ready, "Ready")["metadata"]["uid"]
+    started = node.log_path.read_text(errors="replace").count(AGENT_READY)
+    KubikServer.stop(node)  # its pods keep running
+    node.agent = False
+    try:
+        _start_again(node, "apiserver is ready")  # the control plane alone: the node is away
+        node.ok("delete", "pod", "orphan", "-n", NAMESPACE, "--grace-period=0", "--force")
+        KubikServer.stop(node)
+    finally:
+        node.agent = True
+    _start_again(node, AGENT_READY)
+    assert node.log_path.read_text(errors="replace").count(AGENT_READY) == started + 1
+    deadline = time.monotonic() + WAIT
+    while uid in runtime_listing(node).uids() or (node.data_dir / "agent" / "pods" / uid).exists():
+        assert time.monotonic() < deadline, f"pod {uid} still on the node"
+        time.sleep(0.5)
+    wait_pod(node, "bystander", is_ready, "the bystander Ready again")
 
 
 def test_nothing_is_left_on_the_node_after_deletion(node):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kubik.scheduler.cache import Cache
 from kubik.scheduler.nodeinfo import PodInfo
-from tests.scheduler.objects import node, pod
+from tests.scheduler.objects import labelled, node, pod
 
 
 class Clock:
@@ -108,3 +108,43 @@ def test_nodes_are_listed_zone_by_zone_in_turn():
     cache.update_node(node("a1", labels={"topology.kubernetes.io/zone": "c"}))
     # a1 now heads zone c, which comes first because a1 is the first node known
     assert [n.name for n in cache.node_infos()] == ["a1", "a2", "b1", "c1", "a3", "c2"]
+
+
+def _groups(cache: Cache, namespace: str = "default") -> dict:
+    return {
+        (tuple(sorted(g.labels.items())), g.terminating): {n.name: k for n, k in g.nodes.items()}
+        for g in cache.label_groups(namespace)
+    }
+
+
+def test_pods_are_grouped_by_labels_with_their_count_per_node():
+    cache = Cache()
+    cache.add_node(node("a"))
+    cache.add_node(node("b"))
+    web = {"app": "web"}
+    cache.add_pod(bound(labelled("w1", web), "a"))
+    cache.add_pod(bound(labelled("w2", web), "a"))
+    cache.assume_pod(PodInfo(bound(labelled("w3", web), "b")), "b")
+    cache.add_pod(bound(labelled("db", {"app": "db"}), "b"))
+    assert _groups(cache) == {
+        ((("app", "web"),), False): {"a": 2, "b": 1},
+        ((("app", "db"),), False): {"b": 1},
+    }
+    relabelled = bound(labelled("w2", {"app": "web", "v": "2"}), "a")
+    cache.update_pod(relabelled)
+    leaving = bound(labelled("w1", web), "a")
+    leaving["metadata"]["deletionTimestamp"] = "2024-01-01T00:00:00Z"
+    cache.update_pod(leaving)
+    cache.forget_pod("default/w3")
+    assert _groups(cache) == {
+        ((("app", "web"),), True): {"a": 1},
+        ((("app", "web"), ("v", "2")), False): {"a": 1},
+        ((("app", "db"),), False): {"b": 1},
+    }
+    for gone in (leaving, relabelled):
+        cache.remove_pod(gone)
+    cache.remove_node(node("b"))  # its pod stays until deleted itself
+    assert _groups(cache) == {((("app", "db"),), False): {"b": 1}}
+    cache.remove_pod(bound(labelled("db", {"app": "db"}), "b"))
+    assert _groups(cache) == {}
+    assert list(cache.label_groups("other")) == []

@@ -15,9 +15,10 @@ services selecting it and its ReplicaSet or StatefulSet; without such a
 selector it is not spread.
 
 PreFilter counts the matching pods of the namespace once, through the
-cache's namespace index; the domains come from the cache's count of nodes
-per label value when every node is eligible, from one pass over the nodes
-otherwise. Filter then compares counts: O(constraints) per node. PreScore
+cache's groups of the namespace's pods by labels (a selector is matched once
+per group; terminating pods are not counted); the domains come from the
+cache's count of nodes per label value when every node is eligible, from one
+pass over the nodes otherwise. Filter then compares counts: O(constraints) per node. PreScore
 counts the same way for the nodes found feasible.
 """
 
@@ -68,7 +69,6 @@ _SKIP = Status(Code.SKIP)
 _FILTER_KEY = "PreFilterPodTopologySpread"
 _SCORE_KEY = "PreScorePodTopologySpread"
 _INVALID_SCORE = -1  # a node left out of scoring (it lacks a topology key)
-_NO_LABELS: dict[str, str] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +110,6 @@ def constraints_of(
 
 def _has_keys(labels: dict[str, str], constraints: list[Constraint]) -> bool:
     return all(c.topology_key in labels for c in constraints)
-
-
-def _counted(pod: Object) -> bool:
-    """Terminating pods are not counted."""
-    return not pod["metadata"].get("deletionTimestamp")
 
 
 class _Eligibility:
@@ -316,18 +311,19 @@ class PodTopologySpread:
     ) -> None:
         """Add the namespace's pods matching constraint `index` to their domains' counts
         (on the nodes `eligible` for it; None: on every node)."""
-        matches, key = c.selector.matches, c.topology_key
-        for info, node in self._cache.pods_in(namespace):
-            if node.node is None:
+        key = c.topology_key
+        for group in self._cache.label_groups(namespace):
+            if group.terminating or not c.selector.matches(group.labels):
                 continue
-            if eligible is not None:
-                flags = eligible.get(node.name)
-                if flags is None or not flags[index]:
+            for node, pods in group.nodes.items():
+                if node.node is None:
                     continue
-            metadata = info.pod["metadata"]
-            if matches(metadata.get("labels") or _NO_LABELS) and _counted(info.pod):
+                if eligible is not None:
+                    flags = eligible.get(node.name)
+                    if flags is None or not flags[index]:
+                        continue
                 value = node.labels[key]
-                tally[value] = tally.get(value, 0) + 1
+                tally[value] = tally.get(value, 0) + pods
 
     def pre_filter_add_pod(
         self, state: CycleState, pod: Object, pod_info: PodInfo, node: NodeInfo
@@ -381,16 +377,18 @@ class PodTopologySpread:
         require_all = bool(pod["spec"].get("topologySpreadConstraints")) or not (
             self._system_defaulted
         )
-        ignored: set[str] = set()
-        counts: list[dict[str, int]] = [{} for _ in constraints]
-        for node in nodes:
-            labels = node.labels
-            if require_all and not _has_keys(labels, constraints):
-                ignored.add(node.name)
-                continue
-            for i, c in enumerate(constraints):
-                if c.topology_key != HOSTNAME:
-                    counts[i].setdefault(labels.get(c.topology_key, ""), 0)
+        ignored = (
+            {node.name for node in nodes if not _has_keys(node.labels, constraints)}
+            if require_all
+            else set()
+        )
+        counted = [node for node in nodes if node.name not in ignored] if ignored else nodes
+        counts: list[dict[str, int]] = [
+            {}
+            if c.topology_key == HOSTNAME
+            else dict.fromkeys({node.labels.get(c.topology_key, "") for node in counted}, 0)
+            for c in constraints
+        ]
         weights = [
             math.log(
                 (len(nodes) - len(ignored) if c.topology_key == HOSTNAME else len(counts[i])) + 2
@@ -398,25 +396,33 @@ class PodTopologySpread:
             for i, c in enumerate(constraints)
         ]
         eligibility = _Eligibility(pod, constraints)
+        everywhere = not require_all and eligibility.trivial(self._cache.any_tainted())
         eligible: dict[str, list[bool]] = {}
-        for info, node in self._cache.pods_in(pod["metadata"].get("namespace", "")):
-            if node.node is None or not _counted(info.pod):
+        for group in self._cache.label_groups(pod["metadata"].get("namespace", "")):
+            if group.terminating:
                 continue
-            labels = info.pod["metadata"].get("labels") or {}
-            for i, c in enumerate(constraints):
-                if not c.selector.matches(labels):
+            matching = [i for i, c in enumerate(constraints) if c.selector.matches(group.labels)]
+            if not matching:
+                continue
+            for node, pods in group.nodes.items():
+                if node.node is None:
                     continue
-                if c.topology_key == HOSTNAME:  # a node's own pods, counted whatever the node
-                    counts[i][node.name] = counts[i].get(node.name, 0) + 1
-                    continue
-                flags = eligible.get(node.name)
-                if flags is None:
-                    flags = eligible[node.name] = self._score_eligible(
-                        node, constraints, eligibility, require_all
-                    )
-                value = node.labels.get(c.topology_key, "")
-                if flags[i] and value in counts[i]:
-                    counts[i][value] += 1
+                for i in matching:
+                    c = constraints[i]
+                    if c.topology_key == HOSTNAME:  # a node's own pods, whatever the node
+                        counts[i][node.name] = counts[i].get(node.name, 0) + pods
+                        continue
+                    if not everywhere:
+                        flags = eligible.get(node.name)
+                        if flags is None:
+                            flags = eligible[node.name] = self._score_eligible(
+                                node, constraints, eligibility, require_all
+                            )
+                        if not flags[i]:
+                            continue
+                    value = node.labels.get(c.topology_key, "")
+                    if value in counts[i]:
+                        counts[i][value] += pods
         state[_SCORE_KEY] = _ScoreState(constraints, ignored, weights, counts)
         return None
 
@@ -429,18 +435,24 @@ class PodTopologySpread:
         return [eligibility.constraint(node, c) for c in constraints]
 
     def score(self, state: CycleState, pod: Object, node: NodeInfo) -> int:
+        return self.score_nodes(state, pod, [node])[0]
+
+    def score_nodes(self, state: CycleState, pod: Object, nodes: list[NodeInfo]) -> list[int]:
+        """Per node, the sum over the constraints of its domain's matching pods (weighted)."""
         s: _ScoreState = state[_SCORE_KEY]
-        if node.name in s.ignored:
-            return _INVALID_SCORE
-        labels = node.labels
-        total = 0.0
-        for i, c in enumerate(s.constraints):
-            value = labels.get(c.topology_key)
-            if value is None:
-                continue
-            key = node.name if c.topology_key == HOSTNAME else value
-            total += s.counts[i].get(key, 0) * s.weights[i] + (c.max_skew - 1)
-        return math.floor(total + 0.5)
+        totals = [0.0] * len(nodes)
+        for c, counts, weight in zip(s.constraints, s.counts, s.weights, strict=True):
+            key, extra = c.topology_key, c.max_skew - 1
+            by_name = key == HOSTNAME
+            for j, node in enumerate(nodes):
+                value = node.labels.get(key)
+                if value is not None:
+                    totals[j] += counts.get(node.name if by_name else value, 0) * weight + extra
+        ignored = s.ignored
+        return [
+            _INVALID_SCORE if node.name in ignored else math.floor(total + 0.5)
+            for node, total in zip(nodes, totals, strict=True)
+        ]
 
     def normalize_score(self, state: CycleState, pod: Object, scores: list[int]) -> None:
         """Fewest matching pods scores 100; nodes left out score 0."""
