@@ -202,6 +202,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def rss_mb(pid: int) -> float:
+    """A process's resident memory, from /proc."""
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 async def measure(
     kubeconfig: str, nodes: int, pods: int, scheduler_pid: int, scenario: Scenario
 ) -> dict:
@@ -255,6 +264,7 @@ async def measure(
             "pods_per_s": pods / took,
             "cpu_ms_per_pod": (cpu_seconds(scheduler_pid) - cpu_before) * 1000 / pods,
             "p99_ms": percentile([bound[n] - sent[n] for n in bound], 99) * 1000,
+            "rss_mb": rss_mb(scheduler_pid),
         }
     finally:
         await client.close()
@@ -314,7 +324,8 @@ def main() -> None:
                 f"  {count:>5} nodes: {figures['pods_per_s']:6.0f} pods/s scheduled"
                 f", p99 {figures['p99_ms']:.0f} ms"
                 f"   (pods created at {figures['created_per_s']:.0f}/s;"
-                f" scheduler CPU {figures['cpu_ms_per_pod']:.2f} ms/pod;"
+                f" scheduler CPU {figures['cpu_ms_per_pod']:.2f} ms/pod,"
+                f" RSS {figures['rss_mb']:.0f} MB;"
                 f" nodes created at {figures['nodes_per_s']:.0f}/s)",
                 flush=True,
             )
