@@ -27,6 +27,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.proc import rss_mb  # noqa: E402
 from bench.store import bench_cas, percentile  # noqa: E402
 from kubik.client import kubeconfig  # noqa: E402
 from kubik.client.transport import Transport  # noqa: E402
@@ -56,14 +57,6 @@ def pod(name: str) -> bytes:
             },
         }
     )
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as handle:
-        for line in handle:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def line(name: str, figure: str, anchor: str = "") -> None:

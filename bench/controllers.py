@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.proc import cpu_seconds, rss_mb  # noqa: E402
 from kubik.api import builtin  # noqa: E402
 from kubik.client.api import Client  # noqa: E402
 from kubik.hollow.nodes import HollowNodes  # noqa: E402
@@ -36,20 +36,6 @@ DEPLOYMENTS = builtin.lookup("apps", "v1", "deployments")
 REPLICASETS = builtin.lookup("apps", "v1", "replicasets")
 PODS = builtin.lookup("", "v1", "pods")
 MANAGER: subprocess.Popen | None = None  # the controller manager process, once started
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as handle:
-        for line in handle:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def deployment(replicas: int, image: str) -> dict:

@@ -39,8 +39,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.controllers import cpu_seconds, rss_mb  # noqa: E402
 from bench.crifloor import _remove, measure_cri_floor  # noqa: E402
+from bench.proc import cpu_seconds, rss_mb  # noqa: E402
 from kubik.api import builtin  # noqa: E402
 from kubik.client.api import Client  # noqa: E402
 from kubik.kubelet import images  # noqa: E402

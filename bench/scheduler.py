@@ -40,6 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.proc import cpu_seconds, rss_mb  # noqa: E402
 from bench.store import percentile  # noqa: E402
 from kubik.api import builtin  # noqa: E402
 from kubik.client.api import Client  # noqa: E402
@@ -49,7 +50,6 @@ NODES = builtin.lookup("", "v1", "nodes")
 PODS = builtin.lookup("", "v1", "pods")
 NAMESPACES = builtin.lookup("", "v1", "namespaces")
 PRIORITY_CLASSES = builtin.lookup("scheduling.k8s.io", "v1", "priorityclasses")
-ANCHOR = "anchor: SchedulingBasic 5000 nodes, 680 pods/s (Go, scheduler_perf)"
 HOSTNAME = "kubernetes.io/hostname"
 NAMESPACE = "bench"
 CONCURRENCY = 32
@@ -120,7 +120,8 @@ class Scenario:
     title: str
     make_pod: Callable[[str], dict]
     zones: int  # nodes are spread over this many zones (0: no zone label)
-    anchor: str
+    anchor: str  # the scheduler_perf workload answered
+    anchor_pods_per_s: int  # its threshold (Go, large machines)
     # what the cluster holds before the measured pods come: prepare(client, nodes)
     prepare: Callable[[Client, int], Awaitable[None]] | None = None
     pods_per_node: int = 0  # measured pods per node, instead of --pods (0: --pods)
@@ -159,25 +160,27 @@ async def fill_with_low_priority_pods(client: Client, nodes: int) -> None:
 
 
 SCENARIOS = {
-    "basic": Scenario("basic", pod, 0, ANCHOR),
+    "basic": Scenario("basic", pod, 0, "SchedulingBasic 5000 nodes", 680),
     "anti-affinity": Scenario(
         "pod anti-affinity",
         anti_affinity_pod,
         3,
-        "anchor: SchedulingPodAntiAffinity 5000 nodes, 60 pods/s (Go, scheduler_perf)",
+        "SchedulingPodAntiAffinity 5000 nodes",
+        60,
     ),
     "spread": Scenario(
         "topology spread",
         spread_pod,
         3,
-        "anchor: TopologySpreading 5000 nodes, 460 pods/s (Go, scheduler_perf)",
+        "TopologySpreading 5000 nodes",
+        460,
     ),
     "preemption": Scenario(
         "preemption (one pod per node)",
         high_priority_pod,
         0,
-        "anchor: PreemptionAsync 5000 nodes, 570 pods/s (Go, scheduler_perf; "
-        "PreemptionBasic has no threshold)",
+        "PreemptionAsync 5000 nodes (PreemptionBasic has no threshold)",
+        570,
         prepare=fill_with_low_priority_pods,
         pods_per_node=1,
     ),
@@ -193,22 +196,6 @@ async def in_parallel(count: int, make) -> None:
             await make(i)
 
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, from /proc."""
-    with open(f"/proc/{pid}/stat") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid: int) -> float:
-    """A process's resident memory, from /proc."""
-    with open(f"/proc/{pid}/status") as handle:
-        for line in handle:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 async def measure(
@@ -326,10 +313,13 @@ def main() -> None:
                 f"   (pods created at {figures['created_per_s']:.0f}/s;"
                 f" scheduler CPU {figures['cpu_ms_per_pod']:.2f} ms/pod,"
                 f" RSS {figures['rss_mb']:.0f} MB;"
-                f" nodes created at {figures['nodes_per_s']:.0f}/s)",
+                f" nodes created at {figures['nodes_per_s']:.0f}/s)"
+                f"; ratio to the anchor {figures['pods_per_s'] / scenario.anchor_pods_per_s:.2f}",
                 flush=True,
             )
-        print(f"  {scenario.anchor}")
+        print(
+            f"  anchor: {scenario.anchor}, {scenario.anchor_pods_per_s} pods/s (Go, scheduler_perf)"
+        )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Sequence
@@ -60,6 +61,16 @@ async def run(components: Sequence[Component], *, stop: asyncio.Event | None = N
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         log.info("stopped")
+
+
+async def cancel_and_wait(task: asyncio.Task | None) -> None:
+    """Cancel a component's background `task` and wait until it has unwound, so that
+    nothing of it runs after `stop()`; an error other than the cancellation propagates."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:

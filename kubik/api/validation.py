@@ -419,27 +419,42 @@ def validate_label_selector(selector: Object | None, path: str) -> Causes:
         return []
     causes = validate_labels(selector.get("matchLabels"), f"{path}.matchLabels")
     for i, requirement in enumerate(selector.get("matchExpressions") or []):
-        at = f"{path}.matchExpressions[{i}]"
-        operator, values = requirement.get("operator", ""), requirement.get("values") or []
-        if operator in ("In", "NotIn"):
-            if not values:
-                causes.append(
-                    required(f"{at}.values", "must be specified when `operator` is 'In' or 'NotIn'")
+        causes += validate_requirement(requirement, f"{path}.matchExpressions[{i}]")
+    return causes
+
+
+def validate_requirement(requirement: Object, path: str, *, comparisons: bool = False) -> Causes:
+    """One label requirement: a known operator with the values it takes, a qualified key,
+    label values. Node selectors also take `Gt` and `Lt` (`comparisons`), with one value."""
+    operator, values = requirement.get("operator", ""), requirement.get("values") or []
+    causes: Causes = []
+    if operator in ("In", "NotIn"):
+        if not values:
+            causes.append(
+                required(f"{path}.values", "must be specified when `operator` is 'In' or 'NotIn'")
+            )
+    elif operator in ("Exists", "DoesNotExist"):
+        if values:
+            causes.append(
+                forbidden(
+                    f"{path}.values",
+                    "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
                 )
-        elif operator in ("Exists", "DoesNotExist"):
-            if values:
-                causes.append(
-                    forbidden(
-                        f"{at}.values",
-                        "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
-                    )
+            )
+    elif comparisons and operator in ("Gt", "Lt"):
+        if len(values) != 1:
+            causes.append(
+                required(
+                    f"{path}.values",
+                    "must be specified single value when `operator` is 'Lt' or 'Gt'",
                 )
-        else:
-            causes.append(invalid(f"{at}.operator", operator, "not a valid selector operator"))
-        key = requirement.get("key", "")
-        causes += each_invalid(f"{at}.key", key, qualified_name_problems(key))
-        for j, value in enumerate(values):
-            causes += each_invalid(f"{at}.values[{j}]", value, label_value_problems(value))
+            )
+    else:
+        causes.append(invalid(f"{path}.operator", operator, "not a valid selector operator"))
+    key = requirement.get("key", "")
+    causes += each_invalid(f"{path}.key", key, qualified_name_problems(key))
+    for i, value in enumerate(values):
+        causes += each_invalid(f"{path}.values[{i}]", value, label_value_problems(value))
     return causes
 
 

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from kubik import component
 from kubik.api import errors, meta, tables
 from kubik.api.registry import Registry, Resource
 from kubik.apiserver.storage import ResourceStore, decode
@@ -98,10 +99,7 @@ class CustomResourceManager:
         self._task = asyncio.create_task(self._follow(listing.revision), name="crd-manager")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await component.cancel_and_wait(self._task)
 
     async def _follow(self, revision: int) -> None:
         while True:

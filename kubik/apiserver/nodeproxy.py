@@ -20,6 +20,7 @@ connection: …".
 from __future__ import annotations
 
 import ssl
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -65,49 +66,22 @@ class NodeProxy:
             return await self._log(pod, request)
         if "upgrade" not in request.headers.get("connection", "").lower():
             raise errors.bad_request("Upgrade request required")
-        pod_path = f"{_segment(pod['metadata']['namespace'])}/{_segment(pod['metadata']['name'])}"
         if subresource == "portforward":
-            path, query = f"/portForward/{pod_path}", _port_query(request)
+            path, query = f"/portForward/{_pod_path(pod)}", _port_query(request)
         else:
             container = choose_container(pod, request.param("container"))
-            path = f"/{subresource}/{pod_path}/{_segment(container)}"
+            path = f"/{subresource}/{_pod_path(pod)}/{_segment(container)}"
             query = _stream_query(request, with_command=subresource == "exec")
-        host, port = await self._node_of(pod)
-        target_url = path + (f"?{query}" if query else "")
-        try:
-            answer = await relay.request(
-                host,
-                port,
-                request.method,
-                target_url,
-                relay.forwarded_headers(request.headers),
-                ssl_context=self._ssl,
-            )
-        except relay.DialError as exc:
-            raise errors.internal(f"error dialing backend: {exc}") from None
-        return await relay.pass_on(answer)
+        headers = relay.forwarded_headers(request.headers)
+        return await relay.pass_on(await self._call(pod, request.method, path, query, headers))
 
     async def _log(self, pod: Object, request: Request) -> Response | StreamResponse:
         container = choose_container(pod, request.param("container"))
         query = _log_query(pod["metadata"]["name"], request)
         if not (pod.get("spec") or {}).get("nodeName"):
             return Response(200, b"", content_type="text/plain")  # upstream: an empty log
-        host, port = await self._node_of(pod)
-        metadata = pod["metadata"]
-        path = (
-            f"/containerLogs/{_segment(metadata['namespace'])}/{_segment(metadata['name'])}"
-            f"/{_segment(container)}"
-        )
-        try:
-            answer = await relay.request(
-                host,
-                port,
-                "GET",
-                path + (f"?{query}" if query else ""),
-                ssl_context=self._ssl,
-            )
-        except relay.DialError as exc:
-            raise errors.internal(f"error dialing backend: {exc}") from None
+        path = f"/containerLogs/{_pod_path(pod)}/{_segment(container)}"
+        answer = await self._call(pod, "GET", path, query)
         if 200 <= answer.status <= 206:
             return StreamResponse(200, relay.body_chunks(answer), content_type="text/plain")
         message = (await relay.read_body(answer, 16 * 1024)).decode("utf-8", "replace").strip()
@@ -118,6 +92,28 @@ class NodeProxy:
         if answer.status == 500:
             raise errors.internal(f"Internal error occurred: {message}")
         raise errors.APIError(answer.status, "", message)
+
+    async def _call(
+        self,
+        pod: Object,
+        method: str,
+        path: str,
+        query: str,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> relay.Answer:
+        """One request to the node API of the pod's node; its answer's head read."""
+        host, port = await self._node_of(pod)
+        try:
+            return await relay.request(
+                host,
+                port,
+                method,
+                path + (f"?{query}" if query else ""),
+                headers,
+                ssl_context=self._ssl,
+            )
+        except relay.DialError as exc:
+            raise errors.internal(f"error dialing backend: {exc}") from None
 
     async def _node_of(self, pod: Object) -> tuple[str, int]:
         """(address, port) of the pod's node API."""
@@ -142,6 +138,12 @@ class NodeProxy:
 
 def _segment(text: str) -> str:
     return quote(text, safe="")
+
+
+def _pod_path(pod: Object) -> str:
+    """`<namespace>/<name>` of a pod, as the node API's paths take it."""
+    metadata = pod["metadata"]
+    return f"{_segment(metadata['namespace'])}/{_segment(metadata['name'])}"
 
 
 def choose_container(pod: Object, container: str) -> str:

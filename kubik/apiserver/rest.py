@@ -209,8 +209,8 @@ class RestHandler:
         if resource.namespaced:
             await self._require_namespace(target.namespace, creating=True)
         attributes = _attributes(admission.CREATE, target, request, obj, None)
-        admitted = self.admission.wants(admission.CREATE, resource, target.subresource)
-        requested = deep_copy(obj) if admitted else obj
+        mutated = self.admission.mutates(admission.CREATE, resource, target.subresource)
+        requested = deep_copy(obj) if mutated else obj
         await self.admission.mutate(attributes)
         strategy.prepare_create(resource, obj)
         self._invalid_if(resource, obj, strategy.validate_create(resource, obj))
@@ -815,7 +815,7 @@ def _record_creator(resource: Resource, obj: Object, requested: Object, manager:
     before mutating admission: with the kind's defaults (upstream's come with decoding), not
     what admission added (the service account volume, LimitRanger's resources). Server-side
     apply's create owns what it applies, before admission, by the same rule."""
-    if requested is obj:  # no plugin had anything to do with it
+    if requested is obj:  # no plugin could have changed it
         fieldmanager.record(obj, None, manager=manager, operation="Update")
         return
     strategy.prepare_create(resource, requested)

@@ -16,7 +16,6 @@ Like client-go's EventCorrelator:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -24,6 +23,7 @@ from typing import Any
 
 from kubik.api import builtin, meta
 from kubik.client.api import ApiError, Client
+from kubik.component import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +52,7 @@ class EventRecorder:
         self._task = asyncio.create_task(self._write_loop(), name="event-recorder")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     def record(self, obj: Object, type_: str, reason: str, message: str) -> None:
         if not self._take_token((obj.get("metadata") or {}).get("uid") or meta.name_of(obj)):

@@ -12,11 +12,11 @@ Optionally every object is handed to the update handlers again every
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from kubik import component
 from kubik.api.registry import Resource
 from kubik.client.api import ApiError, Client
 
@@ -109,11 +109,8 @@ class Informer:
             self._task = asyncio.create_task(self._run(), name=f"informer {self.resource.plural}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await component.cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         delay = 0.1

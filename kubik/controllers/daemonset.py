@@ -59,6 +59,7 @@ from kubik.controllers.podutil import (
     slow_start,
 )
 from kubik.controllers.revisions import REVISION_LABEL
+from kubik.scheduler.plugins.tainttoleration import tolerates
 
 log = logging.getLogger(__name__)
 
@@ -152,17 +153,6 @@ def selects_node(spec: Object, node: Object) -> bool:
     if required is None:
         return True
     return any(_term_matches(t, node) for t in required.get("nodeSelectorTerms") or [])
-
-
-def tolerates(toleration: Object, taint: Object) -> bool:
-    if toleration.get("effect") and toleration["effect"] != taint.get("effect"):
-        return False
-    if toleration.get("key") and toleration["key"] != taint.get("key"):
-        return False
-    operator = toleration.get("operator") or "Equal"
-    if operator == "Exists":
-        return True
-    return operator == "Equal" and (toleration.get("value") or "") == (taint.get("value") or "")
 
 
 def untolerated(taints: list[Object], tolerations: list[Object], effects: set[str]) -> bool:

@@ -52,6 +52,7 @@ from kubik.controllers.podutil import (
     namespace_terminating,
     new_controller_ref,
     parse_time,
+    resolve_owner,
     selector_of,
 )
 from kubik.controllers.replicaset import REPLICA_SETS
@@ -81,17 +82,11 @@ class DeploymentController(Controller):
 
     # ------------------------------------------------------------ handlers
 
-    def _owner_of(self, replica_set: Object, ref: Object | None = None) -> Object | None:
-        ref = ref or controller_ref(replica_set)
-        if ref is None or ref.get("kind") != "Deployment":
-            return None
-        owner = self.deployments.get(f"{meta.namespace_of(replica_set)}/{ref.get('name')}")
-        if owner is None or owner["metadata"].get("uid") != ref.get("uid"):
-            return None
-        return owner
+    def _owner_of(self, replica_set: Object) -> Object | None:
+        return resolve_owner(self.deployments, replica_set, "Deployment")
 
-    def _enqueue_owner(self, replica_set: Object, ref: Object | None = None) -> None:
-        owner = self._owner_of(replica_set, ref)
+    def _enqueue_owner(self, replica_set: Object) -> None:
+        owner = self._owner_of(replica_set)
         if owner is not None:
             self.enqueue(owner)
 
@@ -114,9 +109,9 @@ class DeploymentController(Controller):
             return
         old_ref, new_ref = controller_ref(old), controller_ref(new)
         if old_ref != new_ref and old_ref is not None:
-            self._enqueue_owner(old, old_ref)
+            self._enqueue_owner(old)
         if new_ref is not None:
-            self._enqueue_owner(new, new_ref)
+            self._enqueue_owner(new)
         elif labels_of(old) != labels_of(new) or old_ref != new_ref:
             self._enqueue_matching(new)
 

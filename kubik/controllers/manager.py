@@ -10,7 +10,6 @@ chosen controllers on shared informers. `/healthz` and `/metrics`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import logging
 import pkgutil
@@ -143,10 +142,7 @@ class ControllerManager(component.Component):
             await recorder.stop()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await component.cancel_and_wait(self._task)
         if self._http is not None:
             await self._http.close()
         if self._client is not None:

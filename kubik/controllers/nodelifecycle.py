@@ -51,6 +51,7 @@ from kubik.client.api import ApiError
 from kubik.client.informer import key_of, split_key
 from kubik.controllers.base import Controller, register
 from kubik.controllers.endpoints import RECHECK, condition, parse_time
+from kubik.scheduler.plugins.tainttoleration import tolerates
 
 log = logging.getLogger(__name__)
 
@@ -142,17 +143,6 @@ def wanted_taints(node: Object, now: str) -> list[Object]:
     result += [{"key": key, "effect": NO_SCHEDULE} for key in sorted(no_schedule)]
     result += [{"key": key, "effect": NO_EXECUTE, "timeAdded": now} for key in sorted(no_execute)]
     return result
-
-
-def tolerates(toleration: Object, taint: Object) -> bool:
-    if toleration.get("effect") and toleration["effect"] != taint.get("effect"):
-        return False
-    if toleration.get("key") and toleration["key"] != taint.get("key"):
-        return False
-    operator = toleration.get("operator") or "Equal"
-    if operator == "Exists":
-        return True
-    return operator == "Equal" and (toleration.get("value") or "") == (taint.get("value") or "")
 
 
 def effective_tolerations(pod: Object, default_seconds: float) -> list[Object]:

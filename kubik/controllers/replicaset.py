@@ -48,6 +48,7 @@ from kubik.controllers.podutil import (
     parse_time,
     pod_from_template,
     ready_since,
+    resolve_owner,
     selector_of,
     slow_start,
 )
@@ -177,15 +178,9 @@ class ReplicaSetController(Controller):
         self.expectations.forget(key_of(replica_set))
         self.enqueue(replica_set)
 
-    def _owner_of(self, pod: Object, ref: Object | None = None) -> Object | None:
+    def _owner_of(self, pod: Object) -> Object | None:
         """The ReplicaSet a pod's controller reference points at, if it is in the cache."""
-        ref = ref or controller_ref(pod)
-        if ref is None or ref.get("kind") != "ReplicaSet":
-            return None
-        owner = self.replicasets.get(f"{meta.namespace_of(pod)}/{ref.get('name')}")
-        if owner is None or owner["metadata"].get("uid") != ref.get("uid"):
-            return None
-        return owner
+        return resolve_owner(self.replicasets, pod, "ReplicaSet")
 
     def _enqueue_matching(self, pod: Object) -> None:
         """An orphan: every set that selects it may want to adopt it."""
@@ -216,14 +211,14 @@ class ReplicaSetController(Controller):
             return
         old_ref, new_ref = controller_ref(old), controller_ref(new)
         if old_ref != new_ref and old_ref is not None:
-            previous = self._owner_of(old, old_ref)
+            previous = self._owner_of(old)
             if previous is not None:
                 self.enqueue(previous)
         if new_ref is None:
             if labels_changed or old_ref != new_ref:
                 self._enqueue_matching(new)
             return
-        owner = self._owner_of(new, new_ref)
+        owner = self._owner_of(new)
         if owner is None:
             return
         self.enqueue(owner)

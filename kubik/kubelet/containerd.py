@@ -179,11 +179,8 @@ class Containerd(component.Component):
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
-            self._supervisor = None
+        await component.cancel_and_wait(self._supervisor)
+        self._supervisor = None
         if self._process is not None:
             await _terminate(self._process)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import grpc
 
+from kubik import component
 from kubik.api import quantity
 from kubik.kubelet import defaults
 from kubik.kubelet.cri import api_pb2
@@ -56,11 +57,8 @@ class LogRotator:
         self._task = asyncio.create_task(self._loop(), name="log-rotation")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await component.cancel_and_wait(self._task)
+        self._task = None
 
     async def _loop(self) -> None:
         while True:

@@ -20,7 +20,6 @@ deletion finished when it is deleted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -149,10 +148,7 @@ class PodManager(component.Component):
 
     async def stop(self) -> None:
         """Stop working; the pods keep running (a restarted kubelet adopts them)."""
-        if self._poll_task is not None:
-            self._poll_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poll_task
+        await component.cancel_and_wait(self._poll_task)
         await self.rotator.stop()
         for task in list(self._background):
             task.cancel()

@@ -37,6 +37,7 @@ from typing import Any
 
 import grpc
 
+from kubik import component
 from kubik.client.api import ApiError, Client
 from kubik.client.events import EventRecorder
 from kubik.kubelet import actions, envvars, hostsfile, runtimestate, sandbox
@@ -180,11 +181,8 @@ class PodWorker:
 
     async def stop(self) -> None:
         """Stop working on the pod; its containers keep running."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await component.cancel_and_wait(self._task)
+        self._task = None
         await self.probes.stop()
 
     @property

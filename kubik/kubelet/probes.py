@@ -32,6 +32,7 @@ from urllib.parse import urljoin, urlsplit
 import grpc
 import httptools
 
+from kubik import component
 from kubik.apiserver.protobuf import wire
 from kubik.kubelet.cri import api_pb2
 
@@ -412,11 +413,8 @@ class ProbeWorker:
         self._task = asyncio.create_task(self._loop(), name=f"probe-{self.kind}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await component.cancel_and_wait(self._task)
+        self._task = None
 
     def container_restarted(self, container_id: str, started_at: float | None = None) -> None:
         """A new container replaced the probed one: start over from the initial result."""

@@ -37,17 +37,13 @@ from kubik.apiserver.http import HTTPServer, Request, Response, StreamResponse, 
 from kubik.kubelet import logs
 from kubik.kubelet.cri import api_pb2
 from kubik.kubelet.cri.client import RuntimeClient
+from kubik.kubelet.runtimestate import CONTAINER_NAME, POD_NAME, POD_NAMESPACE, POD_UID
 from kubik.kubelet.stats import StatsProvider
 from kubik.kubelet.streaming import portforward, relay, remotecommand, websocket
 
 log = logging.getLogger(__name__)
 
 Object = dict[str, Any]
-
-POD_NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
-POD_NAME_LABEL = "io.kubernetes.pod.name"
-POD_UID_LABEL = "io.kubernetes.pod.uid"
-CONTAINER_NAME_LABEL = "io.kubernetes.container.name"
 
 _TEXT = "text/plain; charset=utf-8"
 
@@ -175,12 +171,12 @@ class NodeServer(component.Component):
         """The runtime's instances of a pod's container, newest attempt first."""
         metadata = pod["metadata"]
         labels = {
-            POD_NAMESPACE_LABEL: metadata["namespace"],
-            POD_NAME_LABEL: metadata["name"],
-            CONTAINER_NAME_LABEL: container,
+            POD_NAMESPACE: metadata["namespace"],
+            POD_NAME: metadata["name"],
+            CONTAINER_NAME: container,
         }
         if metadata.get("uid"):
-            labels[POD_UID_LABEL] = metadata["uid"]
+            labels[POD_UID] = metadata["uid"]
         wanted = api_pb2.ContainerFilter(label_selector=labels)
         if running:
             wanted.state.state = api_pb2.CONTAINER_RUNNING
@@ -191,9 +187,9 @@ class NodeServer(component.Component):
 
     async def _sandbox(self, pod: Object) -> api_pb2.PodSandbox | None:
         metadata = pod["metadata"]
-        labels = {POD_NAMESPACE_LABEL: metadata["namespace"], POD_NAME_LABEL: metadata["name"]}
+        labels = {POD_NAMESPACE: metadata["namespace"], POD_NAME: metadata["name"]}
         if metadata.get("uid"):
-            labels[POD_UID_LABEL] = metadata["uid"]
+            labels[POD_UID] = metadata["uid"]
         wanted = api_pb2.PodSandboxFilter(
             label_selector=labels,
             state=api_pb2.PodSandboxStateValue(state=api_pb2.SANDBOX_READY),

@@ -16,11 +16,7 @@ from typing import Any
 
 from kubik.kubelet.cri import api_pb2
 from kubik.kubelet.cri.client import RuntimeClient
-
-_POD_NAME = "io.kubernetes.pod.name"
-_POD_NAMESPACE = "io.kubernetes.pod.namespace"
-_POD_UID = "io.kubernetes.pod.uid"
-_CONTAINER_NAME = "io.kubernetes.container.name"
+from kubik.kubelet.runtimestate import CONTAINER_NAME, POD_NAME, POD_NAMESPACE, POD_UID
 
 Object = dict[str, Any]
 
@@ -160,9 +156,9 @@ class StatsProvider:
             pods.append(
                 {
                     "podRef": {
-                        "name": sandbox.labels.get(_POD_NAME, sandbox.metadata.name),
-                        "namespace": sandbox.labels.get(_POD_NAMESPACE, sandbox.metadata.namespace),
-                        "uid": sandbox.labels.get(_POD_UID, sandbox.metadata.uid),
+                        "name": sandbox.labels.get(POD_NAME, sandbox.metadata.name),
+                        "namespace": sandbox.labels.get(POD_NAMESPACE, sandbox.metadata.namespace),
+                        "uid": sandbox.labels.get(POD_UID, sandbox.metadata.uid),
                     },
                     "startTime": _rfc3339(sandbox.created_at),
                     "containers": listed,
@@ -191,7 +187,7 @@ class StatsProvider:
         memory = entry.memory
         layer = entry.writable_layer
         return {
-            "name": container.labels.get(_CONTAINER_NAME, container.metadata.name),
+            "name": container.labels.get(CONTAINER_NAME, container.metadata.name),
             "startTime": _rfc3339(container.created_at),
             "cpu": self._cpu(
                 container.id, now, cpu.usage_core_nano_seconds.value, given_rate or None

@@ -16,7 +16,6 @@ term starts from fresh informers, cache and queue.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import time
@@ -532,10 +531,7 @@ class Scheduler(component.Component):
             await session.stop()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await component.cancel_and_wait(self._task)
         if self._http is not None:
             await self._http.close()
         if self._client is not None:

@@ -22,16 +22,17 @@ PODS = builtin.lookup("", "v1", "pods")
 DAEMONSETS = builtin.lookup("apps", "v1", "daemonsets")
 REVISIONS = builtin.lookup("apps", "v1", "controllerrevisions")
 TIMEOUT = 30.0
+# the test's nodes post no heartbeats: the node lifecycle controller must not
+# mark them unreachable (and taint them) while a test runs
+NO_HEARTBEAT_CHECKS = {
+    "KUBIK_NODE_MONITOR_GRACE_PERIOD": "1h",
+    "KUBIK_NODE_STARTUP_GRACE_PERIOD": "1h",
+}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as env:
-        # the test's nodes post no heartbeats: the node lifecycle controller must not
-        # mark them unreachable (and taint them) while a test runs
-        env.setenv("KUBIK_NODE_MONITOR_GRACE_PERIOD", "1h")
-        env.setenv("KUBIK_NODE_STARTUP_GRACE_PERIOD", "1h")
-        kubik = KubikServer(tmp_path_factory.mktemp("daemonset")).start()
+    kubik = KubikServer(tmp_path_factory.mktemp("daemonset"), env=NO_HEARTBEAT_CHECKS).start()
     yield kubik
     kubik.stop()
 

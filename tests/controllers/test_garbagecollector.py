@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 
 import pytest
 
+from tests.support import polling
 from tests.support.cluster import KubikServer
 from tests.support.crds import open_crd
 
@@ -28,14 +30,8 @@ def server(tmp_path_factory):
 # ----------------------------------------------------------------- helpers
 
 
-def wait_for(predicate, what: str, seconds: float = 30):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+# kubectl answers quickly here: look often, give up after 30 s
+wait_for = partial(polling.wait_for, seconds=30, every=0.1)
 
 
 def create(server: KubikServer, obj: dict) -> dict:

@@ -25,9 +25,9 @@ TIMEOUT = 30.0
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("KUBIK_JOB_POD_FAILURE_BACKOFF", "0.2")
-        kubik = KubikServer(tmp_path_factory.mktemp("job")).start()
+    kubik = KubikServer(
+        tmp_path_factory.mktemp("job"), env={"KUBIK_JOB_POD_FAILURE_BACKOFF": "0.2"}
+    ).start()
     yield kubik
     kubik.stop()
 

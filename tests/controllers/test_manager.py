@@ -6,12 +6,12 @@ import json
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest
 
 from tests.support.cluster import KubikServer, free_port
+from tests.support.polling import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -59,16 +59,6 @@ def holder(server: KubikServer) -> str:
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
-def wait_for(predicate, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def metrics(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
         return answer.read().decode()
@@ -80,12 +70,13 @@ def test_leadership_moves_to_the_standby_when_the_leader_dies(bare_server, tmp_p
         start_manager(bare_server, port, tmp_path / f"cm{i}.log") for i, port in enumerate(ports)
     ]
     try:
-        first = wait_for(lambda: holder(bare_server), 30, "a leader")
+        first = wait_for(lambda: holder(bare_server), "a leader", 30, every=0.3)
         bare_server.ok("create", "namespace", "before")
         wait_for(
             lambda: bare_server.kubectl("get", "sa", "default", "-n", "before").returncode == 0,
-            30,
             "the default service account",
+            30,
+            every=0.3,
         )
         # exactly one manager leads: the other's identity is not the holder
         leader_index = next(
@@ -96,13 +87,16 @@ def test_leadership_moves_to_the_standby_when_the_leader_dies(bare_server, tmp_p
         )
         managers[leader_index].send_signal(signal.SIGKILL)
         managers[leader_index].wait()
-        second = wait_for(lambda: (h := holder(bare_server)) != first and h, 40, "a new leader")
+        second = wait_for(
+            lambda: (h := holder(bare_server)) != first and h, "a new leader", 40, every=0.3
+        )
         assert second != first
         bare_server.ok("create", "namespace", "after")
         wait_for(
             lambda: bare_server.kubectl("get", "sa", "default", "-n", "after").returncode == 0,
-            30,
             "the standby to act",
+            30,
+            every=0.3,
         )
         accounts = json.loads(bare_server.ok("get", "sa", "-A", "-o", "json"))["items"]
         defaults = [a for a in accounts if a["metadata"]["name"] == "default"]
@@ -127,13 +121,13 @@ def test_health_and_metrics_are_served(bare_server, tmp_path):
             except OSError:
                 return False
 
-        wait_for(healthy, 30, "/healthz")
+        wait_for(healthy, "/healthz", 30, every=0.3)
 
         def queue_reported():
             text = metrics(port)
             return text if 'kubik_workqueue_depth{name="serviceaccount"}' in text else ""
 
-        text = wait_for(queue_reported, 30, "queue depth in /metrics")
+        text = wait_for(queue_reported, "queue depth in /metrics", 30, every=0.3)
         assert 'kubik_workqueue_depth{name="serviceaccount"}' in text
     finally:
         proc.send_signal(signal.SIGTERM)

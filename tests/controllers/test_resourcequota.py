@@ -20,9 +20,9 @@ QUOTAS = builtin.lookup("", "v1", "resourcequotas")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("KUBIK_RESOURCE_QUOTA_SYNC_PERIOD", "2")
-        kubik = KubikServer(tmp_path_factory.mktemp("resourcequota")).start()
+    kubik = KubikServer(
+        tmp_path_factory.mktemp("resourcequota"), env={"KUBIK_RESOURCE_QUOTA_SYNC_PERIOD": "2"}
+    ).start()
     yield kubik
     kubik.stop()
 

@@ -24,16 +24,17 @@ CLAIMS = builtin.lookup("", "v1", "persistentvolumeclaims")
 STATEFULSETS = builtin.lookup("apps", "v1", "statefulsets")
 REVISIONS = builtin.lookup("apps", "v1", "controllerrevisions")
 TIMEOUT = 30.0
+# the test's node posts no heartbeats: it must not be found unreachable meanwhile
+NO_HEARTBEAT_CHECKS = {
+    "KUBIK_NODE_MONITOR_GRACE_PERIOD": "1h",
+    "KUBIK_NODE_STARTUP_GRACE_PERIOD": "1h",
+}
 NODE = "sts-node"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as env:
-        # the test's node posts no heartbeats: it must not be found unreachable meanwhile
-        env.setenv("KUBIK_NODE_MONITOR_GRACE_PERIOD", "1h")
-        env.setenv("KUBIK_NODE_STARTUP_GRACE_PERIOD", "1h")
-        kubik = KubikServer(tmp_path_factory.mktemp("statefulset")).start()
+    kubik = KubikServer(tmp_path_factory.mktemp("statefulset"), env=NO_HEARTBEAT_CHECKS).start()
     yield kubik
     kubik.stop()
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
+from functools import partial
 
 from kubik.api import builtin
 from kubik.client.api import Client
 from tests.scheduler.objects import labelled
+from tests.support import polling
 
 NAMESPACES = builtin.lookup("", "v1", "namespaces")
 NODES = builtin.lookup("", "v1", "nodes")
@@ -16,14 +16,7 @@ EVENTS = builtin.lookup("", "v1", "events")
 TIMEOUT = 20.0
 
 
-async def eventually(check, what: str, seconds: float = TIMEOUT):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = await check()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+eventually = partial(polling.eventually, seconds=TIMEOUT, every=0.05)
 
 
 async def create(client: Client, namespace: str, obj: dict) -> None:

@@ -55,20 +55,26 @@ def default_deployment(deployment: Object) -> None:
     if spec.get("replicas") is None:
         spec["replicas"] = 1
     strategy = spec.setdefault("strategy", {})
-    if not strategy.get("type"):
-        strategy["type"] = "RollingUpdate"
-    if strategy["type"] == "RollingUpdate":
-        rolling = strategy.get("rollingUpdate")
-        if rolling is None:
-            rolling = strategy["rollingUpdate"] = {}
-        for key in ("maxUnavailable", "maxSurge"):
-            if rolling.get(key) is None:
-                rolling[key] = "25%"
+    _default_rolling(strategy, max_unavailable="25%", max_surge="25%")
     if spec.get("revisionHistoryLimit") is None:
         spec["revisionHistoryLimit"] = 10
     if spec.get("progressDeadlineSeconds") is None:
         spec["progressDeadlineSeconds"] = 600
     podspec.default_pod_template(spec.setdefault("template", {}))
+
+
+def _default_rolling(strategy: Object, *, max_unavailable: Any, max_surge: Any) -> None:
+    """A strategy's type (rolling by default) and, when rolling, its bounds left out."""
+    if not strategy.get("type"):
+        strategy["type"] = "RollingUpdate"
+    if strategy["type"] != "RollingUpdate":
+        return
+    rolling = strategy.get("rollingUpdate")
+    if rolling is None:
+        rolling = strategy["rollingUpdate"] = {}
+    for key, value in (("maxUnavailable", max_unavailable), ("maxSurge", max_surge)):
+        if rolling.get(key) is None:
+            rolling[key] = value
 
 
 @defaults.defaulter("apps", "ReplicaSet")
@@ -125,15 +131,7 @@ def _default_claim_template(claim: Object) -> None:
 def default_daemon_set(daemon_set: Object) -> None:
     spec = daemon_set.setdefault("spec", {})
     strategy = spec.setdefault("updateStrategy", {})
-    if not strategy.get("type"):
-        strategy["type"] = "RollingUpdate"
-    if strategy["type"] == "RollingUpdate":
-        rolling = strategy.get("rollingUpdate")
-        if rolling is None:
-            rolling = strategy["rollingUpdate"] = {}
-        for key, value in (("maxUnavailable", 1), ("maxSurge", 0)):
-            if rolling.get(key) is None:
-                rolling[key] = value
+    _default_rolling(strategy, max_unavailable=1, max_surge=0)
     if spec.get("revisionHistoryLimit") is None:
         spec["revisionHistoryLimit"] = 10
     podspec.default_pod_template(spec.setdefault("template", {}))

@@ -14,12 +14,10 @@ from kubik.api.validation import (
     Causes,
     dns1123_subdomain_problems,
     each_invalid,
-    forbidden,
     invalid,
     is_int,
-    label_value_problems,
-    qualified_name_problems,
     required,
+    validate_requirement,
 )
 
 Object = dict[str, Any]
@@ -57,42 +55,11 @@ def validate_node_selector(selector: Object, path: str) -> Causes:
 def _term(term: Object, path: str) -> Causes:
     causes: Causes = []
     for i, requirement in enumerate(term.get("matchExpressions") or []):
-        causes += _label_requirement(requirement, f"{path}.matchExpressions[{i}]")
+        causes += validate_requirement(
+            requirement, f"{path}.matchExpressions[{i}]", comparisons=True
+        )
     for i, requirement in enumerate(term.get("matchFields") or []):
         causes += _field_requirement(requirement, f"{path}.matchFields[{i}]")
-    return causes
-
-
-def _label_requirement(requirement: Object, path: str) -> Causes:
-    operator, values = requirement.get("operator", ""), requirement.get("values") or []
-    causes: Causes = []
-    if operator in ("In", "NotIn"):
-        if not values:
-            causes.append(
-                required(f"{path}.values", "must be specified when `operator` is 'In' or 'NotIn'")
-            )
-    elif operator in ("Exists", "DoesNotExist"):
-        if values:
-            causes.append(
-                forbidden(
-                    f"{path}.values",
-                    "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
-                )
-            )
-    elif operator in ("Gt", "Lt"):
-        if len(values) != 1:
-            causes.append(
-                required(
-                    f"{path}.values",
-                    "must be specified single value when `operator` is 'Lt' or 'Gt'",
-                )
-            )
-    else:
-        causes.append(invalid(f"{path}.operator", operator, "not a valid selector operator"))
-    key = requirement.get("key", "")
-    causes += each_invalid(f"{path}.key", key, qualified_name_problems(key))
-    for i, value in enumerate(values):
-        causes += each_invalid(f"{path}.values[{i}]", value, label_value_problems(value))
     return causes
 
 

@@ -119,23 +119,26 @@ class Chain:
         self, stores: Stores, plugins: Iterable[Callable[[Stores], Plugin]] | None = None
     ) -> None:
         self._plugins = [make(stores) for make in (PLUGINS if plugins is None else plugins)]
+        # Those with a mutating phase of their own (most only validate, as ResourceQuota).
+        self._mutating = [p for p in self._plugins if type(p).admit is not Plugin.admit]
 
     def wants(self, operation: str, resource: Resource, subresource: str) -> bool:
         return any(p.handles(operation, resource, subresource) for p in self._plugins)
 
-    def _interested(self, attrs: Attributes) -> list[Plugin]:
-        return [
-            plugin
-            for plugin in self._plugins
-            if plugin.handles(attrs.operation, attrs.resource, attrs.subresource)
-        ]
+    def mutates(self, operation: str, resource: Resource, subresource: str) -> bool:
+        """May the mutating phase change this write (so the request must be kept apart)?"""
+        return any(p.handles(operation, resource, subresource) for p in self._mutating)
+
+    @staticmethod
+    def _interested(plugins: list[Plugin], attrs: Attributes) -> list[Plugin]:
+        return [p for p in plugins if p.handles(attrs.operation, attrs.resource, attrs.subresource)]
 
     async def mutate(self, attrs: Attributes) -> None:
-        for plugin in self._interested(attrs):
+        for plugin in self._interested(self._mutating, attrs):
             await plugin.admit(attrs)
 
     async def validate(self, attrs: Attributes) -> None:
-        for plugin in self._interested(attrs):
+        for plugin in self._interested(self._plugins, attrs):
             await plugin.validate(attrs)
 
 
